@@ -1,0 +1,197 @@
+"""The Python API: :func:`load`, :func:`random_model` and :class:`LSegModel`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import LsegError
+from .model.checkpoint import build_net, detect_variant, random_state_dict, read_state_dict, validate
+from .model.config import LSegConfig, get_config
+from .model.layers import l2_normalize
+from .model.net import LSegNet
+from .model.text import encode_tokens, tokenize
+from .segmentation import EncodeFn, logits, multiscale_logits, resize_logits
+
+DEFAULT_VARIANT = "vit_l16"
+
+
+def _device(device: str | torch.device) -> torch.device:
+    from .backends.base import canonical_device
+
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LsegError(f"device {device} requested but no CUDA GPU is available (use --device cpu)")
+    return canonical_device(device)
+
+
+class LSegModel:
+    """A loaded LSeg checkpoint: image encoder, text encoder, preprocessing and segmentation.
+
+    Attributes: ``variant`` (e.g. "vit_l16"), ``mean``/``std`` (input normalization), ``net`` (the
+    torch module), ``source`` (checkpoint path or "random:<variant>:seed<k>"), ``device``.
+    """
+
+    def __init__(self, net: LSegNet, cfg: LSegConfig, source: str, device: torch.device, file: Path | None = None):
+        self.net = net
+        self.config = cfg
+        self.source = source
+        self.device = device
+        self.file = file
+        self._sha256: str | None = None
+        self._text_cache: dict[tuple[str, ...], torch.Tensor] = {}
+
+    @property
+    def variant(self) -> str:
+        return self.config.name
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.config.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.config.std
+
+    @property
+    def is_random(self) -> bool:
+        return self.file is None
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the weights: the checkpoint file's sha256, or a hash of the random recipe."""
+        if self._sha256 is None:
+            if self.file is not None:
+                from .sidecar import sha256_file
+
+                self._sha256 = sha256_file(self.file)
+            else:
+                self._sha256 = hashlib.sha256(self.source.encode()).hexdigest()
+        return self._sha256
+
+    @property
+    def name(self) -> str:
+        return self.file.stem if self.file is not None else self.source.replace(":", "-")
+
+    def __repr__(self) -> str:
+        return f"LSegModel(variant={self.variant!r}, source={self.source!r}, device={str(self.device)!r})"
+
+    def to(self, device: str | torch.device) -> "LSegModel":
+        self.device = _device(device)
+        self.net.to(self.device)
+        self._text_cache.clear()
+        return self
+
+    # -- images ---------------------------------------------------------------------------------
+    def preprocess(self, image: Any, size: int | tuple[int, int] = 480) -> torch.Tensor:
+        """PIL image or HxWx3 uint8 RGB → normalized (1,3,H,W) float32 on the model's device.
+
+        ``size``: an int (long side, aspect kept, sides rounded to multiples of 32) or (H, W).
+        """
+        from .images import as_rgb_array
+        from .sizes import target_size, to_model_input
+
+        array = as_rgb_array(image)
+        hw = target_size(array.shape[:2], size)
+        return to_model_input(array, hw, self.mean, self.std).to(self.device)
+
+    @torch.inference_mode()
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) normalized float → (B,512,H/2,W/2) float32, unit L2 norm per pixel (fp32 norm)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise LsegError(f"expected a (B,3,H,W) image tensor, got shape {tuple(x.shape)}")
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise LsegError(f"image size {x.shape[-2]}x{x.shape[-1]}: H and W must be multiples of 32")
+        return self.net(x.to(self.device, torch.float32))
+
+    # -- text -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_text(self, labels: list[str] | str) -> torch.Tensor:
+        """Labels (raw strings, no prompt template) → (N,512) float32 unit vectors on the model's device."""
+        labels = split_labels(labels) if isinstance(labels, str) else list(labels)
+        key = tuple(labels)
+        if key not in self._text_cache:
+            ids = tokenize(labels, self.config.text.context_length).to(self.device)
+            self._text_cache[key] = l2_normalize(encode_tokens(self.net.clip_pretrained, ids), dim=-1)
+        return self._text_cache[key]
+
+    # -- segmentation ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def segment_logits(
+        self, image: Any, labels: list[str] | str, size: int | tuple[int, int] = 480,
+        encoder: EncodeFn | None = None, multiscale: bool = False,
+    ) -> torch.Tensor:
+        """(N,h0,w0) float32 logits at the original image size (bilinear, align_corners=True)."""
+        from .images import as_rgb_array
+
+        array = as_rgb_array(image)
+        text = self.encode_text(labels)
+        encode = encoder or self.encode_image
+        if multiscale:
+            from .sizes import to_model_input
+
+            full = to_model_input(array, array.shape[:2], self.mean, self.std).to(self.device)
+            black = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=self.device)
+            out = multiscale_logits(encode, text, full, black)
+        else:
+            x = self.preprocess(array, size)
+            out = logits(encode(x), text)
+        return resize_logits(out, array.shape[:2])[0]
+
+    def segment(
+        self, image: Any, labels: list[str] | str, size: int | tuple[int, int] = 480,
+        encoder: EncodeFn | None = None, multiscale: bool = False,
+    ) -> np.ndarray:
+        """Per-pixel label ids (h0,w0) int32 at the original image size.
+
+        logits = 14.2857·⟨pixel, text⟩, ×2 bilinear (align_corners=True), resized to the image, argmax.
+        ``encoder`` may be any :class:`lsegrt.Encoder` (default: this model's eager network).
+        """
+        out = self.segment_logits(image, labels, size, encoder=encoder, multiscale=multiscale)
+        return out.argmax(0).to(torch.int32).cpu().numpy()
+
+
+def split_labels(text: str) -> list[str]:
+    """'dog, grass, other' → ['dog', 'grass', 'other'] (the demo's rule: split on commas, strip)."""
+    labels = [part.strip() for part in text.split(",")]
+    labels = [label for label in labels if label]
+    if not labels:
+        raise LsegError("empty label list: pass labels like 'dog, grass, other'")
+    return labels
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegModel:
+    """Load an official Lightning `.ckpt`, a plain state_dict `.pt/.pth`, or `.safetensors` (strictly).
+
+    The variant is detected from the keys; mismatched keys raise :class:`LsegError` naming them.
+    """
+    device = _device(device)
+    path = Path(path)
+    sd = read_state_dict(path)
+    cfg = detect_variant(sd)
+    sd = validate(sd, cfg, source=path.name)
+    net = build_net(cfg, sd, device)
+    return LSegModel(net, cfg, str(path), device, file=path)
+
+
+def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | torch.device = "cpu") -> LSegModel:
+    """Same architecture as ``variant`` with seeded random weights (the embedded default)."""
+    device = _device(device)
+    cfg = get_config(variant)
+    net = build_net(cfg, random_state_dict(cfg, seed), device)
+    return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device)
+
+
+def load_or_random(checkpoint: str | os.PathLike | None, variant: str = DEFAULT_VARIANT, device="cpu",
+                   say=print) -> LSegModel:
+    """The CLI's rule: a checkpoint if given, else the embedded random default, announced in one line."""
+    if checkpoint:
+        return load(checkpoint, device)
+    say(f"no checkpoint given: using the embedded default, random {variant} weights (seed 0): "
+        "outputs are not meaningful; pass --checkpoint demo_e200.ckpt for real ones")
+    return random_model(variant, 0, device)

@@ -1,0 +1,74 @@
+"""Helpers shared by backends: resolving the model a backend serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import LsegError
+from .base import DTYPES
+
+
+def resolve_model(checkpoint: Any, device: str | torch.device = "cpu", variant: str | None = None):
+    """A path → :func:`lsegrt.load`; an :class:`LSegModel` → itself; None → the random default."""
+    from ..api import DEFAULT_VARIANT, LSegModel, load, random_model
+
+    if isinstance(checkpoint, LSegModel):
+        return checkpoint
+    if checkpoint is None:
+        return random_model(variant or DEFAULT_VARIANT, 0, device)
+    return load(checkpoint, device)
+
+
+def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Module:
+    """The exported/compiled graph: image encoder in ``precision`` with float32 I/O, eval mode.
+
+    Weights are copied (not cast in place) for fp16/bf16, so the caller's fp32 model stays intact.
+    """
+    import copy
+
+    from ..model.net import CastEncoder
+
+    enc = model.net.image_encoder()
+    if precision != "fp32" or torch.device(device) != model.device:
+        enc = copy.deepcopy(enc)
+    enc = enc.to(device=device, dtype=DTYPES[precision])
+    return CastEncoder(enc, DTYPES[precision]).eval()
+
+
+def require_cuda(device: torch.device, what: str) -> None:
+    if device.type != "cuda":
+        raise LsegError(f"{what} needs a CUDA device (got {device}); use --device cuda on a GPU machine")
+    if not torch.cuda.is_available():
+        raise LsegError(f"{what} needs a CUDA GPU, and none is available here")
+
+
+def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
+    """Engine for ``request`` from the cache, built by ``build(path)`` when absent or different.
+
+    The name is derived from the whole request, and the sidecar is checked before any reuse: a cached
+    engine built from other inputs is never picked up.
+    """
+    from ..sidecar import cache_dir, check_sidecar, engine_name
+
+    folder = cache_dir() / "engines"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / engine_name(request, suffix)
+    if path.exists():
+        try:
+            check_sidecar(path, request)
+            return path
+        except LsegError:
+            pass  # same name, different recorded inputs (or a broken sidecar): rebuild
+    build(path)
+    check_sidecar(path, request)
+    return path
+
+
+def check_engine(engine, request: dict[str, Any]) -> dict[str, Any]:
+    """Sidecar of a user-given engine, refused unless every key in ``request`` matches."""
+    from ..sidecar import check_sidecar
+
+    return check_sidecar(engine, request)

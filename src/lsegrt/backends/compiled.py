@@ -1,0 +1,49 @@
+"""`compile` backend: torch.compile (Inductor) of the image encoder, one specialization per shape.
+
+``cuda_graph=True`` selects Inductor's "reduce-overhead" mode: each input shape is captured once
+into a CUDA graph and replayed, which removes the launch gaps that dominate a ViT-L at small sizes.
+Shapes are static by default (``dynamic=False``): Inductor tunes kernels for the exact size and a new
+size costs one more compile. ``dynamic=True`` compiles once for symbolic batch/H/W (matmuls and convs
+are library calls either way), which is what a sweep over many sizes wants.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import LsegError
+from .base import Encoder
+from .common import encoder_module, resolve_model
+
+
+class CompiledEncoder(Encoder):
+    name = "compile"
+
+    def __init__(self, model, device, precision: str, cuda_graph: bool = False, mode: str | None = None,
+                 dynamic: bool = False):
+        super().__init__(device, precision)
+        if cuda_graph and self.device.type != "cuda":
+            raise LsegError("--cuda-graph needs a CUDA device")
+        self.model = model
+        self.cuda_graph = cuda_graph
+        self.mode = mode or ("reduce-overhead" if cuda_graph else "default")
+        module = encoder_module(model, precision, self.device)
+        self.dynamic = dynamic
+        self.module = torch.compile(module, mode=self.mode, dynamic=dynamic, fullgraph=True)
+
+    @classmethod
+    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
+               cuda_graph=False, mode=None, dynamic=False, **options):
+        if engine is not None:
+            raise LsegError("the compile backend compiles a checkpoint, not an engine file; use --checkpoint")
+        return cls(resolve_model(checkpoint, device, variant), device, precision, cuda_graph, mode, dynamic)
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        out = self.module(x)
+        # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy
+        return out.clone() if self.cuda_graph else out
+
+    def describe(self):
+        return {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic, "torch": torch.__version__}

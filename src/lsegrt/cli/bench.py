@@ -1,0 +1,188 @@
+"""`lsegrt bench`: latency and throughput of image encoders over models × backends × precisions × sizes × batches.
+
+Each configuration is warmed up, then timed with CUDA events on the current stream (GPU) or perf_counter
+around the synchronous call (CPU) until --min-seconds have passed or --max-iters calls are done. Host→device
+and device→host copies (pinned memory) are timed separately and never added to the latency. Peak memory is
+PyTorch's allocator only: it does not see what TensorRT or ONNX Runtime allocate themselves.
+
+Writes DIR/bench.json (environment + one record per configuration), DIR/bench.csv (same records, flat)
+and DIR/bench.png (latency vs input size, log scale). A failing configuration (out of memory, backend
+missing) is recorded with its error and the sweep goes on; the exit code is 1 only if all of them failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import resolve_device, say
+
+
+def _size(text: str) -> tuple[int, int]:
+    from ..bench import square_sizes
+    from ..errors import LsegError
+
+    try:
+        return square_sizes([text])[0]
+    except LsegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(subparsers) -> None:
+    from ..backends.base import PRECISIONS, REGISTRY
+    from ..bench import DEFAULT_SIZES, Timing
+    from ..model.config import VARIANTS
+
+    t = Timing()
+    p = subparsers.add_parser("bench", help="latency/throughput sweep → table, bench.json/.csv/.png",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to run (each option repeatable; the sweep is their product)")
+    g.add_argument("--checkpoint", action="append", metavar="CKPT",
+                   help="checkpoint file, or random:VARIANT[:seedK] (default: random vit_l16 weights)")
+    g.add_argument("--variant", action="append", choices=list(VARIANTS),
+                   help="random weights of this architecture (timings do not depend on the weights)")
+    g.add_argument("--backend", action="append", choices=list(REGISTRY), help="default: torch")
+    g.add_argument("--precision", action="append", choices=list(PRECISIONS), help="default: fp32")
+    g.add_argument("--size", action="append", type=_size, metavar="S|HxW",
+                   help=f"square side S or exact HxW, multiples of 32 (default: {' '.join(map(str, DEFAULT_SIZES))})")
+    g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    g.add_argument("--engine", metavar="FILE", help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt)")
+    g.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
+    m = p.add_argument_group("measurement")
+    m.add_argument("--warmup-iters", type=int, default=t.warmup_iters, metavar="N",
+                   help=f"warm-up calls before timing (default: {t.warmup_iters})")
+    m.add_argument("--warmup-seconds", type=float, default=t.warmup_seconds, metavar="S",
+                   help=f"... and at least this long (default: {t.warmup_seconds})")
+    m.add_argument("--min-seconds", type=float, default=t.min_seconds, metavar="S",
+                   help=f"stop timing after S seconds ... (default: {t.min_seconds}; 'inf' for exactly --iters)")
+    m.add_argument("--max-iters", "--iters", dest="max_iters", type=int, default=t.max_iters, metavar="N",
+                   help=f"... or after N calls, whichever comes first (default: {t.max_iters})")
+    p.add_argument("--out", default="lsegrt-bench", metavar="DIR",
+                   help="folder for bench.json, bench.csv, bench.png (default: ./lsegrt-bench)")
+    p.set_defaults(func=run)
+
+
+def _models(args: argparse.Namespace) -> list[str]:
+    models = list(args.checkpoint or []) + [f"random:{v}" for v in args.variant or []]
+    if not models:
+        say("no --checkpoint given: benchmarking the embedded default, random vit_l16 weights "
+            "(same architecture and speed as a real checkpoint; pass --checkpoint or --variant to choose)")
+        models = ["random:vit_l16"]
+    return models
+
+
+def console():
+    """A rich console; when not writing to a terminal (logs, CI), wide enough that tables do not truncate."""
+    from rich.console import Console
+
+    con = Console()
+    return con if con.is_terminal else Console(width=max(con.width, 220))
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def environment_line(env: dict[str, Any]) -> str:
+    pk = env.get("packages", {})
+    backends = ", ".join(f"{k} {v}" for k, v in pk.items() if k in ("onnxruntime", "tensorrt", "tensorrt_rtx")
+                         and v != "not installed")
+    gpu = f"GPU {env['gpu']} (driver {env.get('nvidia_driver')}, CUDA {env.get('cuda')})" if env.get("gpu") \
+        else "device cpu"
+    return (f"{gpu} · torch {pk.get('torch')}{' · ' + backends if backends else ''} · "
+            f"CPU {env.get('cpu')} ({env.get('torch_threads')} torch threads)")
+
+
+def results_table(records: list[dict[str, Any]], title: str):
+    from rich.table import Table
+
+    from ..bench import latency_column
+
+    gpu = latency_column(records) == "gpu_ms_p50"
+    prefix = "gpu_ms" if gpu else "host_ms"
+    several = len({r["model"] for r in records}) > 1
+    table = Table(title=title, header_style="bold")
+    cols = (["model"] if several else []) + ["backend", "prec", "size", "batch",
+            f"{'GPU' if gpu else 'host'} p50 ms", "mean ± std", "p90", "p99", "img/s"]
+    if gpu:
+        cols += ["H2D ms", "D2H ms", "peak MiB", "TFLOP/s", "% fp16 peak"]
+    else:
+        cols += ["TFLOP/s"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "backend", "prec") else "right", no_wrap=True)
+    table.add_column("notes", overflow="fold")
+    for r in records:
+        size = r["size"]
+        row = ([r["model"]] if several else []) + [r["backend"], r["precision"], str(size), str(r["batch"])]
+        if r["status"] != "ok":
+            row += [""] * (len(cols) - len(row))
+            table.add_row(*row, f"[red]{r['error']}[/red]")
+            continue
+        row += [_fmt(r[f"{prefix}_p50"]), f"{_fmt(r[f'{prefix}_mean'])} ± {_fmt(r[f'{prefix}_std'])}",
+                _fmt(r[f"{prefix}_p90"]), _fmt(r[f"{prefix}_p99"]), _fmt(r["images_per_s"], 1)]
+        if gpu:
+            row += [_fmt(r["h2d_ms"]), _fmt(r["d2h_ms"]), _fmt(r["gpu_peak_mem_mb"], 0),
+                    _fmt(r["tflops_per_s"], 1), _fmt(r["pct_fp16_peak"], 1)]
+        else:
+            row += [_fmt(r["tflops_per_s"], 3)]
+        table.add_row(*row, r["notes"] or "")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .. import bench
+    from .common import check_out_dir
+
+    out_dir = check_out_dir(args.out)
+    device = resolve_device(args.device)
+    if args.max_iters < 1:
+        from ..errors import LsegError
+
+        raise LsegError(f"--max-iters {args.max_iters}: must be at least 1")
+    models = _models(args)
+    bench.check_model_specs(models)
+    backends = list(dict.fromkeys(args.backend or ["torch"]))
+    precisions = list(dict.fromkeys(args.precision or ["fp32"]))
+    sizes = list(dict.fromkeys(args.size or bench.square_sizes(bench.DEFAULT_SIZES)))
+    batches = list(dict.fromkeys(args.batch or [1]))
+    timing = bench.Timing(warmup_iters=args.warmup_iters, warmup_seconds=args.warmup_seconds,
+                          min_seconds=args.min_seconds, max_iters=args.max_iters)
+    options = {"cuda_graph": True} if args.cuda_graph else {}
+
+    con = console()
+    env = bench.environment(device)
+    con.print(environment_line(env))
+    total = bench.count_configs(models, backends, precisions, sizes, batches)
+    records: list[dict[str, Any]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=con, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        for rec in bench.sweep(models, backends, precisions, sizes, batches, device, engine=args.engine,
+                               options=options, timing=timing, peak=env.get("peak_tflops")):
+            records.append(rec)
+            progress.update(task, advance=1, description=f"{rec['backend']} {rec['precision']} "
+                                                         f"{rec['height']}x{rec['width']} b{rec['batch']}")
+    settings = {"models": [str(m) for m in models], "backends": backends, "precisions": precisions,
+                "sizes": [list(s) for s in sizes], "batches": batches, "device": device, "engine": args.engine,
+                "options": options, "timing": asdict(timing)}
+    payload = bench.report(records, env, settings)
+    paths = bench.write_outputs(payload, out_dir)
+    con.print(results_table(records, f"lsegrt bench · {device}"))
+    written = ", ".join(str(p) for p in paths.values() if p)
+    con.print(f"wrote {written}", soft_wrap=True)
+    failed = sum(r["status"] != "ok" for r in records)
+    if failed == len(records):
+        con.print(f"[red]all {failed} configurations failed[/red]")
+        return 1
+    if failed:
+        con.print(f"[yellow]{failed} of {len(records)} configurations failed (see the table)[/yellow]")
+    return 0

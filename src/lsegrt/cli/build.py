@@ -1,0 +1,156 @@
+"""`lsegrt build --backend tensorrt|aoti`: deployable engines with a JSON sidecar each.
+
+tensorrt: from `--onnx FILE` (an `lsegrt export` output) or from the checkpoint (exported on the
+way, in the requested precision). Works with the full `tensorrt` package or TensorRT-RTX; the
+latter builds on a machine without a GPU (its runtime refuses Hopper, SM 9.0).
+aoti: torch.export with dynamic batch and H, W = 32·k, compiled into a `.pt2` AOTInductor package for
+`--device` and `--precision`; reloads without recompiling (tied to the torch version that built it).
+
+An existing output whose sidecar records the same request is kept (say `--force` to rebuild); one
+built for anything else is rebuilt, and the sidecar says exactly what it was built from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_model_args, load_model, say
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        b, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BxHxW, e.g. 1x480x480") from None
+    return b, h, w
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("build", help="build a TensorRT engine or an AOTInductor package",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=["tensorrt", "aoti"], required=True)
+    add_model_args(p)
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp16")
+    p.add_argument("--out", metavar="FILE", help="engine path (default: a deterministic name in the cache)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the sidecar matches")
+    trt = p.add_argument_group("tensorrt")
+    trt.add_argument("--onnx", metavar="FILE.onnx", help="build from this export instead of the checkpoint")
+    trt.add_argument("--min", type=_shape, default=(1, 256, 256), metavar="BxHxW", help="profile min (1x256x256)")
+    trt.add_argument("--opt", type=_shape, default=(1, 480, 480), metavar="BxHxW", help="profile opt (1x480x480)")
+    trt.add_argument("--max", type=_shape, default=(1, 1024, 1024), metavar="BxHxW", help="profile max (1x1024x1024)")
+    trt.add_argument("--workspace", type=int, metavar="MiB", help="builder scratch-memory cap in MiB")
+    trt.add_argument("--opt-level", type=int, choices=range(6), help="builder optimization level (default 3)")
+    trt.add_argument("--timing-cache", metavar="FILE", help="load and save the builder's timing cache")
+    trt.add_argument("--sparse-weights", action="store_true", help="2:4 sparse kernels (LSeg is dense: no gain)")
+    trt.add_argument("--debug", action="store_true", help="sync after every layer (slows inference)")
+    trt.add_argument("--weak-typing", action="store_true",
+                     help="fp32 ONNX + FP16/BF16 builder flags (full tensorrt 10.x only)")
+    trt.add_argument("--tf32", action="store_true", help="allow TF32 in fp32 layers")
+    trt.add_argument("--compute-capability", metavar="CC",
+                     help="TensorRT-RTX targets, e.g. 8.9 or 8.6,8.9, or 'current' (default: portable)")
+    aoti = p.add_argument_group("aoti")
+    aoti.add_argument("--max-batch", type=int, default=64, help="largest batch (default 64)")
+    aoti.add_argument("--max-side", type=int, default=2048, help="largest H or W, multiple of 32 (default 2048)")
+    p.set_defaults(func=run)
+
+
+def _reusable(out: Path, request: dict, force: bool) -> bool:
+    from ..errors import LsegError
+    from ..sidecar import check_sidecar
+
+    if force or not out.exists():
+        return False
+    try:
+        check_sidecar(out, request)
+    except LsegError as exc:
+        say(f"rebuilding {out.name}: {exc}")
+        return False
+    say(f"{out} is up to date for this request (sidecar matches); use --force to rebuild")
+    return True
+
+
+def _build_tensorrt(args, model) -> Path:
+    from ..backends import tensorrt as trt
+
+    options = trt.BuildOptions(
+        precision=args.precision, min_shape=args.min, opt_shape=args.opt, max_shape=args.max,
+        workspace=args.workspace * 2**20 if args.workspace else None, optimization_level=args.opt_level,
+        timing_cache=args.timing_cache, sparse_weights=args.sparse_weights, debug=args.debug,
+        weak_typing=args.weak_typing, tf32=args.tf32, compute_capability=args.compute_capability,
+    )
+    if args.onnx:
+        onnx = Path(args.onnx)
+        request = trt.request_for(onnx, options, model=model, device=args.device)
+    else:
+        onnx = trt._cached_onnx(model, "fp32" if args.weak_typing else args.precision)
+        request = trt.request_for(onnx, options, model=model, device=args.device)
+    if args.out:
+        out = Path(args.out)
+    else:
+        from ..sidecar import cache_dir, engine_name
+
+        out = cache_dir() / "engines" / engine_name(request, ".engine")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if not _reusable(out, request, args.force):
+        say(f"building {out.name} from {onnx.name} ({args.precision}, profile {args.min}…{args.max})")
+        info = trt.build_engine(onnx, out, options, request=request)
+        say(f"  built in {info['build_seconds']:.1f} s, {info['engine_bytes'] / 1e6:,.1f} MB "
+            f"({info['backend_flavor']} {info['backend_version']})")
+    return out
+
+
+def _build_aoti(args, model) -> Path:
+    import torch
+
+    from ..backends.aoti import aoti_request, build_aoti
+
+    device = torch.device(args.device)
+    request = aoti_request(model, args.precision, device, args.max_batch, args.max_side)
+    if args.out:
+        out = Path(args.out)
+    else:
+        from ..sidecar import cache_dir, engine_name
+
+        out = cache_dir() / "engines" / engine_name(request, ".pt2")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if not _reusable(out, request, args.force):
+        say(f"compiling {out.name} for {device} ({args.precision}); this takes a few minutes for full-size models")
+        info = build_aoti(model, out, precision=args.precision, device=device,
+                          max_batch=args.max_batch, max_side=args.max_side)
+        say(f"  built in {info['build_seconds']:.1f} s, {info['package_bytes'] / 1e6:,.1f} MB")
+    return out
+
+
+def _onnx_origin(onnx: str):
+    """The checkpoint an `lsegrt export` ONNX came from, read from its sidecar (None if it has none)."""
+    from types import SimpleNamespace
+
+    from ..errors import LsegError
+    from ..sidecar import read_sidecar
+
+    try:
+        req = read_sidecar(onnx)["request"]
+    except LsegError:
+        return None
+    return SimpleNamespace(sha256=req.get("checkpoint_sha256"), name=req.get("checkpoint_name", Path(onnx).stem),
+                           variant=req.get("variant"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import LsegError
+    from .common import resolve_device
+
+    if args.backend == "aoti" and args.onnx:
+        raise LsegError("--onnx is for --backend tensorrt; aoti compiles from the checkpoint")
+    if args.backend == "tensorrt":
+        args.device = "cpu" if args.device == "auto" else args.device
+        model_args = argparse.Namespace(**{**vars(args), "device": "cpu"})  # export runs on the CPU
+    else:
+        args.device = resolve_device(args.device)
+        model_args = args
+    model = _onnx_origin(args.onnx) if args.backend == "tensorrt" and args.onnx and not args.checkpoint else None
+    model = model or load_model(model_args)
+    out = _build_tensorrt(args, model) if args.backend == "tensorrt" else _build_aoti(args, model)
+    say(f"engine: {out}\nsidecar: {out}.json")
+    return 0

@@ -1,0 +1,206 @@
+"""Argument groups and helpers shared by the CLI verbs (Polygraphy style: each verb declares the groups
+it uses). These names are stable; other verbs import them.
+
+Argument groups (each adds to ``parser`` and returns nothing):
+    add_image_args(parser)            positional IMAGE... → ``args.images`` (files, folders, sample:NAME;
+                                      none = the bundled sample chelsea)
+    add_model_args(parser)            --checkpoint CKPT, --variant V, --device D → ``args.checkpoint``,
+                                      ``args.variant`` (None unless given), ``args.device`` ("auto")
+    add_backend_args(parser)          --backend B, --engine FILE, --precision P, --cuda-graph →
+                                      ``args.backend``, ``args.engine``, ``args.precision``, ``args.cuda_graph``
+    add_size_arg(parser, default)     --size S|HxW → ``args.size``: int long side or (H, W), via
+                                      :func:`lsegrt.sizes.parse_size` (a bad size is an argparse error)
+
+Helpers:
+    size_type(text)                   argparse ``type=`` wrapper of ``parse_size``
+    resolve_device(text) -> str       "auto" → "cuda" if a GPU is visible else "cpu"
+    load_model(args) -> LSegModel     --checkpoint (variant checked against --variant) or the random
+                                      default of --variant, announced in one line
+    open_encoder(args, model)         None for plain eager fp32 torch (use the model itself), else
+                                      ``lsegrt.Encoder.open(...)`` (close it when done)
+    load_images(args)                 ``[(name, (H,W,3) uint8)]`` from ``args.images``
+    image_stems(names) -> list[str]   file-name stems for outputs, unique ("x", "x-2", ...)
+    check_out_dir(path) -> Path       an existing folder, or one whose parent exists (created later)
+    synchronize(device)               wait for the device (for timing)
+    say(*parts)                       informational line on stdout (errors go to stderr via main)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda if available)"
+
+
+def say(*parts: Any) -> None:
+    """One informational line on stdout (stderr is kept for the one-line error)."""
+    print(*parts, flush=True)
+
+
+# -- argument groups ---------------------------------------------------------------------------------
+def add_image_args(parser: argparse.ArgumentParser) -> None:
+    """Positional IMAGE... → ``args.images``."""
+    parser.add_argument(
+        "images", nargs="*", metavar="IMAGE",
+        help="image files, folders (their images) or sample:NAME (chelsea, astronaut, coffee); "
+             "default: sample:chelsea",
+    )
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Group "model": --checkpoint, --variant, --device."""
+    from ..model.config import VARIANTS
+
+    group = parser.add_argument_group("model")
+    group.add_argument("--checkpoint", metavar="CKPT",
+                       help="official .ckpt, plain .pt state_dict or converted .safetensors "
+                            "(default: random weights of --variant, for trying things out)")
+    group.add_argument("--variant", choices=list(VARIANTS), default=None,
+                       help="architecture of the random default when no --checkpoint is given "
+                            "(default: vit_l16); with --checkpoint it must match the file")
+    group.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_backend_args(parser: argparse.ArgumentParser, default_backend: str = "torch") -> None:
+    """Group "backend": --backend, --engine, --precision, --cuda-graph."""
+    from ..backends.base import PRECISIONS, REGISTRY
+
+    group = parser.add_argument_group("backend")
+    group.add_argument("--backend", choices=list(REGISTRY), default=default_backend,
+                       help=f"encoder backend (default: {default_backend})")
+    group.add_argument("--engine", metavar="FILE",
+                       help="a built engine/export with its JSON sidecar (default: build into the cache)")
+    group.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                       help="compute precision; I/O stays float32 (default: fp32)")
+    group.add_argument("--cuda-graph", action="store_true",
+                       help="replay the encoder as a CUDA graph (backends that support it)")
+
+
+def size_type(text: str):
+    """``--size`` parser: '480' → 480 (long side), '480x640' → (480, 640); a bad size is a usage error."""
+    from ..errors import LsegError
+    from ..sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except LsegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_size_arg(parser: argparse.ArgumentParser, default: Any = 480, required: bool = False) -> None:
+    """--size S|HxW → ``args.size`` (int long side or (H, W)); ``default`` unless ``required``."""
+    parser.add_argument(
+        "--size", type=size_type, default=None if required else default, required=required, metavar="S|HxW",
+        help="model input: long side S (aspect kept, sides rounded to multiples of 32) or exact HxW "
+             f"(multiples of 32){'' if required else f'; default: {default}'}",
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def resolve_device(text: str | None) -> str:
+    """'auto'/None → 'cuda' if a GPU is visible else 'cpu'; anything else checked by torch.device."""
+    import torch
+
+    if text in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(text)
+    except RuntimeError:
+        from ..errors import LsegError
+
+        raise LsegError(f"unknown device {text!r}; use {DEVICE_HELP}") from None
+    return text
+
+
+def load_model(args: argparse.Namespace):
+    """The model for ``args``: ``--checkpoint`` if given (refusing a contradicting ``--variant``), else
+    the random default of ``--variant``, announced in one line."""
+    from ..api import DEFAULT_VARIANT, load_or_random
+    from ..errors import LsegError
+
+    device = resolve_device(getattr(args, "device", None))
+    variant = getattr(args, "variant", None)
+    checkpoint = getattr(args, "checkpoint", None)
+    model = load_or_random(checkpoint, variant or DEFAULT_VARIANT, device, say=say)
+    if checkpoint and variant and model.variant != variant:
+        raise LsegError(f"{Path(checkpoint).name} is a {model.variant} checkpoint, not --variant {variant}; "
+                        "drop --variant (it is detected from the file)")
+    return model
+
+
+def open_encoder(args: argparse.Namespace, model) -> Any:
+    """None for plain eager fp32 torch (callers then use ``model.encode_image``), else an open
+    :class:`lsegrt.Encoder` serving ``model`` on its device."""
+    backend = getattr(args, "backend", "torch")
+    precision = getattr(args, "precision", "fp32")
+    engine = getattr(args, "engine", None)
+    cuda_graph = bool(getattr(args, "cuda_graph", False))
+    if backend == "torch" and precision == "fp32" and not engine and not cuda_graph:
+        return None
+    from ..backends.base import Encoder
+
+    options = {"cuda_graph": True} if cuda_graph else {}
+    return Encoder.open(backend, checkpoint=model, engine=engine, device=model.device,
+                        precision=precision, **options)
+
+
+def load_images(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``args.images`` → ``[(name, (H,W,3) uint8 RGB)]`` (the sample chelsea when empty)."""
+    from ..images import resolve_images
+
+    return resolve_images(list(getattr(args, "images", None) or []))
+
+
+def image_stems(names: list[str]) -> list[str]:
+    """'sample:chelsea' → 'chelsea', 'a/b/x.jpg' → 'x'; repeats become 'x-2', 'x-3', ..."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for name in names:
+        stem = name.split(":", 1)[1] if name.startswith("sample:") else Path(name).stem
+        stem = stem or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return out
+
+
+def check_out_dir(path: str | os.PathLike) -> Path:
+    """An output folder: existing, or new with an existing parent (created when the first file is
+    written). Anything else is a one-line error before any work is done."""
+    from ..errors import LsegError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LsegError(f"output {path} exists and is not a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not path.exists() and not parent.is_dir():
+        raise LsegError(f"output folder does not exist: {parent} (create it first)")
+    return path
+
+
+def synchronize(device: Any) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on CPU), so wall-clock timings are honest."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Timer:
+    """``with Timer(device) as t: ...`` → ``t.ms`` (device synchronized before and after)."""
+
+    def __init__(self, device: Any = "cpu"):
+        self.device = device
+        self.ms = 0.0
+
+    def __enter__(self) -> "Timer":
+        synchronize(self.device)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.ms = 1000 * (time.perf_counter() - self._t0)

@@ -1,0 +1,60 @@
+"""DPT-style decoder of LSeg (LSEG_SPEC.md §2, 'Decoder (scratch)')."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualConvUnit(nn.Module):
+    """ReLU → conv1 → bn1 → ReLU → conv2 → bn2, plus the un-activated input (ReLU not in place)."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(features)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(self.conv1(F.relu(x)))
+        out = self.bn2(self.conv2(F.relu(out)))
+        return out + x
+
+
+class FusionBlock(nn.Module):
+    """refinenetK: add the skip's RCU, RCU, ×2 bilinear (align_corners=True), 1×1 out_conv."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class Scratch(nn.Module):
+    """layerK_rn projections, four fusion blocks and the 512-d head1 (keys `scratch.*`)."""
+
+    def __init__(self, in_channels: tuple[int, ...], features: int, out_dim: int):
+        super().__init__()
+        for k, c in enumerate(in_channels, start=1):
+            self.add_module(f"layer{k}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        for k in range(1, 5):
+            self.add_module(f"refinenet{k}", FusionBlock(features))
+        self.head1 = nn.Conv2d(features, out_dim, 1)
+
+    def forward(self, l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor, l4: torch.Tensor) -> torch.Tensor:
+        """Four stage maps at H/4, H/8, H/16, H/32 → (B, out_dim, H/2, W/2), not normalized."""
+        p4 = self.refinenet4(self.layer4_rn(l4))
+        p3 = self.refinenet3(p4, self.layer3_rn(l3))
+        p2 = self.refinenet2(p3, self.layer2_rn(l2))
+        p1 = self.refinenet1(p2, self.layer1_rn(l1))
+        return self.head1(p1)

@@ -1,0 +1,121 @@
+"""ViT-L/16 image backbone with taps, `project` readout and reassemble (LSEG_SPEC.md §2).
+
+Blocks are timm's; the loop over them is ours so the four taps are plain return values (no hooks,
+no global state), and every grid size is read from the patch-embedding output so one exported graph
+serves every input size.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from .config import LSegConfig
+from .layers import LayerNormFp32
+
+
+class PatchEmbed(nn.Module):
+    """Conv 16×16 stride 16; pixels past the last full patch are ignored by the stride."""
+
+    def __init__(self, dim: int, patch: int = 16):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, stride=patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class ViTTrunk(nn.Module):
+    """`pretrained.model`: patch embedding, class token, resized position embedding, blocks."""
+
+    def __init__(self, cfg: LSegConfig):
+        super().__init__()
+        d = cfg.embed_dim
+        self.pos_grid = cfg.pos_grid
+        self.taps = tuple(cfg.taps)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + cfg.pos_grid**2, d))
+        self.patch_embed = PatchEmbed(d)
+        norm = partial(LayerNormFp32, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm, act_layer=nn.GELU)
+            for _ in range(max(cfg.taps) + 1)
+        )
+
+    def resized_pos_embed(self, gh, gw) -> torch.Tensor:
+        """(1, 1+gh·gw, D): grid slots resized bilinearly, align_corners=False, no antialias."""
+        cls_pos, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        d = grid.shape[-1]
+        grid = grid.reshape(1, self.pos_grid, self.pos_grid, d).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(gh, gw), mode="bilinear", align_corners=False)
+        grid = grid.flatten(2).transpose(1, 2)
+        return torch.cat([cls_pos, grid], dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int]:
+        """(B,3,H,W) → the residual stream after each tap block, (B, 1+gh·gw, D) each, and (gh, gw)."""
+        x = self.patch_embed(x)
+        gh, gw = x.shape[-2], x.shape[-1]
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
+        x = torch.cat([cls, x], dim=1) + self.resized_pos_embed(gh, gw).to(x.dtype)
+        taps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                taps.append(x)
+        return taps, gh, gw
+
+
+class ProjectReadout(nn.Module):
+    """`act_postprocessK.0`: [patch token ‖ class token] → Linear(2D→D) → exact GELU."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU())
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, 1:]
+        cls = tokens[:, :1].expand_as(patches)
+        return self.project(torch.cat([patches, cls], dim=-1))
+
+
+class Reassemble(nn.Sequential):
+    """`act_postprocessK`: weights at indices 0, 3, 4 (§2). Indices 1 and 2 (transpose, a fixed-size
+    unflatten in the reference) hold no weights; their work is a reshape from the tap's grid here."""
+
+    def __init__(self, dim: int, out: int, level: int):
+        resample = {
+            1: nn.ConvTranspose2d(out, out, 4, stride=4),
+            2: nn.ConvTranspose2d(out, out, 2, stride=2),
+            3: None,
+            4: nn.Conv2d(out, out, 3, stride=2, padding=1),
+        }[level]
+        mods = [ProjectReadout(dim), nn.Identity(), nn.Identity(), nn.Conv2d(dim, out, 1)]
+        if resample is not None:
+            mods.append(resample)
+        super().__init__(*mods)
+
+    def forward(self, tokens: torch.Tensor, gh, gw) -> torch.Tensor:  # type: ignore[override]
+        x = self[0](tokens)
+        x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
+        x = self[3](x)
+        return self[4](x) if len(self) > 4 else x
+
+
+class ViTBackbone(nn.Module):
+    """`pretrained`: (B,3,H,W) → four maps at H/4, H/8, H/16, H/32 for the decoder."""
+
+    def __init__(self, cfg: LSegConfig):
+        super().__init__()
+        self.model = ViTTrunk(cfg)
+        for k, out in enumerate(cfg.reassemble, start=1):
+            self.add_module(f"act_postprocess{k}", Reassemble(cfg.embed_dim, out, k))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        taps, gh, gw = self.model(x)
+        posts = (self.act_postprocess1, self.act_postprocess2, self.act_postprocess3, self.act_postprocess4)
+        return tuple(post(t, gh, gw) for post, t in zip(posts, taps))

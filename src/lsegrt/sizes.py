@@ -1,0 +1,116 @@
+"""Model input sizes and preprocessing. Sizes are always ``(H, W)``, height first.
+
+LSeg needs an even 16-px patch grid (spec §7: 400x400 and 368x368 fail in the fusion decoder), so every
+size handed to a model is a multiple of 32 on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .errors import LsegError
+
+if TYPE_CHECKING:
+    import torch
+
+MULTIPLE = 32
+_EXACT = re.compile(r"^\s*([+-]?\d+)\s*[x×X*]\s*([+-]?\d+)\s*$")
+_LONG = re.compile(r"^\s*([+-]?\d+)\s*$")
+
+
+def _round_to_multiple(v: float) -> int:
+    # Round half up (not Python's banker's rounding) so the result does not depend on parity.
+    return max(MULTIPLE, int(math.floor(v / MULTIPLE + 0.5)) * MULTIPLE)
+
+
+def _neighbours(v: int) -> tuple[int, int]:
+    lo = max(MULTIPLE, (v // MULTIPLE) * MULTIPLE)
+    hi = max(MULTIPLE, -(-v // MULTIPLE) * MULTIPLE)
+    return lo, hi
+
+
+def check_exact_size(hw: Sequence[int]) -> tuple[int, int]:
+    """Validate an exact ``(H, W)`` model size → ``(H, W)`` ints, both positive multiples of 32."""
+    h, w = (int(v) for v in hw)
+    label = f"{h}x{w}"
+    if h <= 0 or w <= 0:
+        raise LsegError(f"size {label}: H and W must be positive multiples of 32, e.g. 480x480")
+    if h % MULTIPLE or w % MULTIPLE:
+        (h_lo, h_hi), (w_lo, w_hi) = _neighbours(h), _neighbours(w)
+        options = list(dict.fromkeys([f"{h_lo}x{w_lo}", f"{h_hi}x{w_hi}"]))
+        raise LsegError(
+            f"size {label}: H and W must be multiples of 32 (LSeg needs an even 16-px patch grid); "
+            f"try {' or '.join(options)}"
+        )
+    return h, w
+
+
+def parse_size(text: str) -> int | tuple[int, int]:
+    """Parse a CLI size: ``"384"`` → ``384`` (long side), ``"480x640"`` → ``(480, 640)`` (H x W).
+
+    A long side may be any integer ≥ 32 (it is rounded later by :func:`target_size`); an exact
+    ``HxW`` must already be multiples of 32. Anything else raises a one-line :class:`LsegError`.
+    """
+    text = str(text)
+    m = _EXACT.match(text)
+    if m:
+        return check_exact_size((int(m.group(1)), int(m.group(2))))
+    m = _LONG.match(text)
+    if not m:
+        raise LsegError(
+            f"size {text!r}: expected a long side like 480 or an exact HxW like 480x640"
+        )
+    return _check_long_side(int(m.group(1)))
+
+
+def _check_long_side(side: int) -> int:
+    if side < MULTIPLE:
+        raise LsegError(f"size {side}: the long side must be at least {MULTIPLE}, e.g. 480")
+    return side
+
+
+def target_size(image_hw: Sequence[int], size: int | Sequence[int]) -> tuple[int, int]:
+    """Model input ``(H, W)`` for an image of ``image_hw = (H, W)``.
+
+    ``size`` int S: scale so the long side is S keeping aspect, then round each side to the nearest
+    multiple of 32 (at least 32). ``size`` ``(H, W)``: validated and returned unchanged.
+    """
+    if not isinstance(size, (int, np.integer)):
+        return check_exact_size(size)
+    side = _check_long_side(int(size))
+    h, w = (int(v) for v in image_hw)
+    if h <= 0 or w <= 0:
+        raise LsegError(f"image size {h}x{w}: height and width must be positive")
+    scale = side / max(h, w)
+    return _round_to_multiple(h * scale), _round_to_multiple(w * scale)
+
+
+def to_model_input(
+    image: np.ndarray, hw: Sequence[int], mean: Sequence[float], std: Sequence[float]
+) -> "torch.Tensor":
+    """``(H0, W0, 3) uint8`` RGB → ``(1, 3, H, W) float32`` normalized model input.
+
+    Resizes with ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=True)`` in float32: the same triangle filter as PIL's BILINEAR (antialiased when
+    shrinking), without PIL's rounding back to uint8. Then ``(x / 255 - mean) / std`` per channel
+    (spec §7: mean = std = 0.5 for ViT checkpoints, ImageNet statistics for ResNet ones).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise LsegError(
+            f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+        )
+    h, w = (int(v) for v in hw)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
+    if (h, w) != tuple(image.shape[:2]):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+    return ((x / 255.0 - mean_t) / std_t).contiguous()

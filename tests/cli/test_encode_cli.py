@@ -1,0 +1,80 @@
+"""`lsegrt encode`: .npy, .safetensors with several images, a folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def _unit(a: np.ndarray) -> bool:
+    return bool(np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5))
+
+
+def test_encode_npy(tmp_path, run_cli):
+    out = tmp_path / "f.npy"
+    code, stdout, err = run_cli("encode", "--variant", "vit_tiny", "--size", "64x96", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    a = np.load(out)
+    assert a.shape == (1, 512, 32, 48) and a.dtype == np.float32 and _unit(a)
+    assert "random vit_tiny weights" in stdout and "1x512x32x48" in stdout and " ms " in stdout
+    assert err == ""
+
+
+def test_encode_matches_api(tmp_path, run_cli, official_ckpt, chelsea):
+    import lsegrt
+
+    out = tmp_path / "f.npy"
+    code, _, err = run_cli("encode", "--checkpoint", official_ckpt("rn_tiny"), "--size", "128", "--out", out)
+    assert code == 0, err
+    model = lsegrt.load(official_ckpt("rn_tiny"))
+    ref = model.encode_image(model.preprocess(chelsea, 128)).numpy()
+    assert np.array_equal(np.load(out), ref)
+
+
+def test_encode_safetensors_several_images(tmp_path, run_cli, chelsea):
+    from PIL import Image
+    from safetensors import safe_open
+
+    Image.fromarray(chelsea[:, :300]).save(tmp_path / "cat.png")
+    Image.fromarray(chelsea[:200]).save(tmp_path / "wide.jpg")
+    out = tmp_path / "feats.safetensors"
+    code, stdout, err = run_cli("encode", tmp_path / "cat.png", tmp_path / "wide.jpg", "sample:chelsea",
+                                "--variant", "rn_tiny", "--size", "64", "--out", out)
+    assert code == 0, err
+    with safe_open(str(out), framework="np") as f:
+        assert sorted(f.keys()) == ["cat", "chelsea", "wide"]
+        meta = f.metadata()
+        assert f.get_tensor("cat").shape == (1, 512, 32, 32)
+        assert f.get_tensor("wide").shape == (1, 512, 16, 32)
+        assert all(_unit(f.get_tensor(k)) for k in f.keys())
+    assert meta["variant"] == "rn_tiny" and meta["size"] == "64" and meta["checkpoint"] == "random:rn_tiny:seed0"
+    assert json.loads(meta["inputs"])["wide"] == [32, 64]
+    assert len([line for line in stdout.splitlines() if "features" in line]) == 3
+
+
+def test_encode_folder(tmp_path, run_cli):
+    out = tmp_path / "feats"
+    code, _, err = run_cli("encode", "sample:chelsea", "sample:coffee", "--variant", "vit_tiny",
+                           "--size", "64", "--out", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["chelsea.npy", "coffee.npy"]
+    assert np.load(out / "coffee.npy").shape == (1, 512, 16, 32)  # 400x600 → 32x64 input
+
+
+def test_several_images_into_npy_is_an_error(tmp_path, run_cli):
+    code, _, err = run_cli("encode", "sample:chelsea", "sample:coffee", "--variant", "vit_tiny",
+                           "--out", tmp_path / "f.npy")
+    assert code == 2 and err.startswith("lsegrt: error: 2 images") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_encode_through_an_encoder(tmp_path, run_cli, precision):
+    out = tmp_path / "f.npy"
+    code, stdout, err = run_cli("encode", "--variant", "vit_tiny", "--size", "64", "--out", out,
+                                "--backend", "torch", "--precision", precision)
+    assert code == 0, err
+    assert f"torch {precision}" in stdout
+    assert _unit(np.load(out))

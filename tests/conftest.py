@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny models of the real architectures (CPU, seconds), a sample image."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("LSEGRT_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "lsegrt"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_vit():
+    import lsegrt
+
+    return lsegrt.random_model("vit_tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_rn():
+    import lsegrt
+
+    return lsegrt.random_model("rn_tiny", seed=0)
+
+
+@pytest.fixture(params=["vit_tiny", "rn_tiny"])
+def tiny_model(request, tiny_vit, tiny_rn):
+    return {"vit_tiny": tiny_vit, "rn_tiny": tiny_rn}[request.param]
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """Isolated engine / text-embedding cache for one test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("LSEGRT_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def official_ckpt(tmp_path_factory):
+    """``official_ckpt(variant)`` → path of a tiny synthetic checkpoint in the official Lightning layout
+    (`net.` keys, fp16 CLIP, unused families, SGD momentum, callbacks); written once per session."""
+    from lsegrt.synthetic import official_state_dict, save_lightning_checkpoint
+
+    root = tmp_path_factory.mktemp("official")
+    made = {}
+
+    def make(variant: str = "vit_tiny"):
+        if variant not in made:
+            made[variant] = save_lightning_checkpoint(
+                root / f"{variant}.ckpt", official_state_dict(variant, seed=0), momentum=True)
+        return made[variant]
+
+    return make
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(*argv)`` → (exit code, stdout, stderr) of ``lsegrt.cli.main`` in-process."""
+    from lsegrt.cli import main
+
+    def run(*argv: str):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse usage errors and --help exit through SystemExit
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,0 +1,159 @@
+"""`lsegrt.compare`: metrics, thresholds, pass/fail, pictures, report schema, cross-checkpoint mode."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lsegrt import compare as cmp
+from lsegrt.backends.base import Encoder
+from lsegrt.errors import LsegError
+
+SIZES = [64, (96, 64)]
+METRICS = {"mean_cosine", "p01_cosine", "min_cosine", "rel_l2", "max_abs", "agreement", "pixels"}
+
+
+class Perturbed(Encoder):
+    """Test-only candidate: the eager fp32 encoder plus ``scale``·noise, re-normalized (or NaN)."""
+
+    name = "perturbed"
+
+    def __init__(self, model, scale: float, nan: bool = False):
+        super().__init__(model.device, "fp32")
+        self.inner = Encoder.open("torch", checkpoint=model)
+        self.scale, self.nan = scale, nan
+
+    @classmethod
+    def create(cls, **kw):  # pragma: no cover - constructed directly
+        raise NotImplementedError
+
+    def __call__(self, x):
+        y = self.inner(x)
+        if self.nan:
+            return torch.full_like(y, float("nan"))
+        gen = torch.Generator().manual_seed(0)
+        y = y + self.scale * torch.randn(y.shape, generator=gen)
+        return y / y.norm(dim=1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def images(chelsea):
+    return [("chelsea", chelsea), ("crop", np.ascontiguousarray(chelsea[:200, 100:300]))]
+
+
+def test_self_comparison_passes_with_cosine_one(tiny_vit, images):
+    report = cmp.compare(tiny_vit, [cmp.Side("torch")], images, SIZES)
+    pair = report["pairs"][0]
+    assert report["passed"] and pair["passed"] and pair["failures"] == []
+    assert len(pair["items"]) == 4 and {it["input"] for it in pair["items"]} == {"32x64", "96x64", "64x64"}
+    agg = pair["aggregate"]
+    assert agg["mean_cosine"] == pytest.approx(1.0, abs=1e-9) and agg["mean_cosine"] <= 1 + 1e-6
+    assert agg["min_cosine"] <= agg["p01_cosine"] <= agg["mean_cosine"] <= 1 + 1e-6
+    assert agg["rel_l2"] == 0.0 and agg["max_abs"] == 0.0 and agg["agreement"] == 100.0
+
+
+def test_half_precision_passes_its_defaults(tiny_vit, images):
+    report = cmp.compare(tiny_vit, [cmp.Side("torch", "bf16")], images[:1], [64])
+    pair = report["pairs"][0]
+    assert pair["thresholds"] == {"min_cosine": 0.999, "min_p01": 0.99, "min_agreement": 99.0}
+    assert pair["passed"], pair["failures"]
+    assert 0.999 < pair["aggregate"]["mean_cosine"] < 1.0 and pair["aggregate"]["rel_l2"] > 0
+
+
+def test_a_perturbed_candidate_fails(tiny_vit, images):
+    report = cmp.compare(tiny_vit, [Perturbed(tiny_vit, 0.05)], images[:1], [64, (64, 96)])
+    pair = report["pairs"][0]
+    assert not report["passed"] and not pair["passed"]
+    assert pair["candidate"] == "perturbed:fp32"
+    assert any("mean cosine" in f for f in pair["failures"])
+    assert all(not it["passed"] and it["failures"] for it in pair["items"])
+    assert pair["aggregate"]["mean_cosine"] < 0.99999 and pair["aggregate"]["mean_cosine"] <= 1 + 1e-6
+
+
+def test_nan_never_passes(tiny_vit, images):
+    pair = cmp.compare(tiny_vit, [Perturbed(tiny_vit, 0.0, nan=True)], images[:1], [64])["pairs"][0]
+    assert not pair["passed"] and np.isnan(pair["aggregate"]["mean_cosine"])
+
+
+def test_a_backend_that_cannot_open_fails_the_pair_only(tiny_vit, images):
+    report = cmp.compare(tiny_vit, [cmp.Side("tensorrt", "fp16"), cmp.Side("torch")], images[:1], [64])
+    bad, good = report["pairs"]
+    assert not bad["passed"] and bad["error"] and bad["aggregate"] is None and bad["items"] == []
+    assert good["passed"] and not report["passed"]
+
+
+def test_cosine_is_one_minus_half_squared_l2_for_unit_vectors():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(1, 512, 6, 7, generator=gen)
+    b = a + 0.3 * torch.randn(1, 512, 6, 7, generator=gen)
+    a, b = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    lab = torch.zeros(12, 14, dtype=torch.long)
+    m = cmp.map_metrics(a, b, lab, lab)
+    expected = 1 - ((a - b).double() ** 2).sum(1)[0].numpy() / 2
+    assert np.allclose(m["cos_map"], expected, atol=1e-6)
+    s = cmp.summarize([m])
+    assert s["rel_l2"] == pytest.approx(float((a - b).norm() / a.norm()), rel=1e-5)
+    assert s["agreement"] == 100.0 and s["pixels"] == 42
+    with pytest.raises(LsegError, match="shapes differ"):
+        cmp.map_metrics(a, b[..., :5], lab, lab)
+
+
+def test_thresholds_and_sides():
+    assert cmp.thresholds_for(["fp32", "fp32"]) == {"min_cosine": 0.99999, "min_p01": None, "min_agreement": None}
+    assert cmp.thresholds_for(["fp32", "fp16"])["min_p01"] == 0.99
+    assert cmp.thresholds_for(["fp32", "bf16"], {"min_cosine": 0.5, "min_p01": None})["min_cosine"] == 0.5
+    assert cmp.parse_side("tensorrt:fp16@dir/x.engine") == cmp.Side("tensorrt", "fp16", "dir/x.engine")
+    assert cmp.parse_side("onnxruntime") == cmp.Side("onnxruntime", "fp32", None)
+    assert cmp.Side("tensorrt", "fp16", "dir/x.engine").label == "tensorrt:fp16@x.engine"
+    with pytest.raises(LsegError, match="unknown backend"):
+        cmp.parse_side("tensorflow:fp16")
+    with pytest.raises(LsegError, match="precision"):
+        cmp.parse_side("torch:fp8")
+    assert cmp.failures({"mean_cosine": 0.5, "p01_cosine": 0.1, "agreement": 50.0},
+                        {"min_cosine": 0.9, "min_p01": None, "min_agreement": 99.0}) == [
+        "mean cosine 0.5000000 < 0.9", "label agreement % 50.000 < 99.0"]
+
+
+def test_report_json_and_pictures(tiny_vit, images, tmp_path):
+    report = cmp.compare(tiny_vit, [Perturbed(tiny_vit, 0.01)], images, [64], out_dir=tmp_path)
+    path = cmp.write_report(report, tmp_path / "compare.json", {"device": "cpu"})
+    data = json.loads(path.read_text())
+    assert {"lsegrt_version", "created", "environment", "mode", "reference", "model", "labels", "images", "sizes",
+            "pairs", "passed"} <= set(data)
+    assert data["mode"] == "backends" and data["reference"]["side"] == "torch:fp32"
+    assert data["labels"] == cmp.DEFAULT_LABELS.split(", ") and data["images"][0] == {
+        "name": "chelsea", "height": 300, "width": 451}
+    pair = data["pairs"][0]
+    assert {"candidate", "precision", "encoder", "thresholds", "passed", "failures", "aggregate", "items",
+            "pictures", "error"} <= set(pair)
+    assert set(pair["aggregate"]) == METRICS
+    for item in pair["items"]:
+        assert METRICS | {"image", "size", "input", "passed", "failures"} <= set(item)
+        assert item["mean_cosine"] <= 1 + 1e-6
+    # one set of pictures (first image × size): heat-map, PCA, labels
+    assert len(pair["pictures"]) == 3
+    for name in pair["pictures"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    everything = cmp.compare(tiny_vit, [cmp.Side("torch")], images, [64], out_dir=tmp_path / "all", all_pictures=True)
+    assert len(everything["pairs"][0]["pictures"]) == 6
+
+
+def test_cross_checkpoint_mode(tiny_vit, tiny_rn, chelsea, tmp_path):
+    import lsegrt
+
+    other = lsegrt.random_model("vit_tiny", seed=1)
+    report = cmp.compare_checkpoints([tiny_vit, other, tiny_vit], [("chelsea", chelsea)], [64], out_dir=tmp_path)
+    assert report["mode"] == "checkpoints" and len(report["pairs"]) == 3
+    by = {(p["a"], p["b"]): p for p in report["pairs"]}
+    same = by[(f"{tiny_vit.name}#0", f"{tiny_vit.name}#2")]
+    assert same["mean_cosine"] == pytest.approx(1.0, abs=1e-9) and same["agreement"] == 100.0
+    diff = by[(f"{tiny_vit.name}#0", other.name)]
+    assert diff["mean_cosine"] < 0.99 and diff["rel_l2"] > 0.01
+    assert len(report["pictures"]) == 2
+    with pytest.raises(LsegError, match="one variant"):
+        cmp.compare_checkpoints([tiny_vit, tiny_rn], [("chelsea", chelsea)], [64])
+    with pytest.raises(LsegError, match="at least two"):
+        cmp.compare_checkpoints([tiny_vit], [("chelsea", chelsea)], [64])
