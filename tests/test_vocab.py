@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -89,19 +87,3 @@ def test_batches_match_one_batch(tiny_vit):
     many = vocab.compute_embeddings(tiny_vit, words, batch_size=7, progress=False)
     torch.testing.assert_close(one, many, rtol=0, atol=1e-6)
 
-
-@pytest.mark.slow
-def test_full_vocabulary_tiny(tiny_vit, cache_dir):
-    words = whole_words()
-    t0 = time.perf_counter()
-    emb = vocab_embeddings(tiny_vit, words, progress=False)
-    computed = time.perf_counter() - t0
-    assert emb.shape == (len(words), 512)
-    torch.testing.assert_close(emb.norm(dim=1), torch.ones(len(words)))
-    pick = [words.index(w) for w in ("dog", "cat", "grass")]
-    torch.testing.assert_close(emb[pick], tiny_vit.encode_text(["dog", "cat", "grass"]), rtol=0, atol=1e-6)
-    t0 = time.perf_counter()
-    again = vocab_embeddings(tiny_vit, words, progress=False)
-    loaded = time.perf_counter() - t0
-    assert torch.equal(again, emb)
-    assert loaded < computed / 5

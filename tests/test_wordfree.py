@@ -149,12 +149,27 @@ def test_accepts_an_encoder_object(tiny_vit, chelsea):
 
 @pytest.mark.slow
 def test_full_vocabulary_on_chelsea(tiny_vit, chelsea, cache_dir):
-    from lsegrt.vocab import whole_words
+    """The one run over all ~32k words: embedding, cache reload, and word-free segmentation."""
+    import time
+
+    from lsegrt.vocab import vocab_embeddings, whole_words
+
+    words = whole_words()
+    t0 = time.perf_counter()
+    emb = vocab_embeddings(tiny_vit, words, progress=False)
+    computed = time.perf_counter() - t0
+    assert emb.shape == (len(words), 512)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(len(words)))
+    pick = [words.index(w) for w in ("dog", "cat", "grass")]
+    torch.testing.assert_close(emb[pick], tiny_vit.encode_text(["dog", "cat", "grass"]), rtol=0, atol=1e-6)
+    t0 = time.perf_counter()
+    assert torch.equal(vocab_embeddings(tiny_vit, words, progress=False), emb)
+    assert time.perf_counter() - t0 < computed / 5
 
     res = wordfree(tiny_vit, chelsea, 128, min_coverage=0.01, top=15, progress=False)
-    assert res.vocabulary_size == len(whole_words())
+    assert res.vocabulary_size == len(words)
     assert 1 <= len(res.words) <= 15
-    assert all(w in set(whole_words()) for w in res.words)
+    assert set(res.words) <= set(words)
     assert sum(res.coverage) == pytest.approx(1.0)
     assert all(a >= 0.01 for a in res.argmax_coverage)
     assert res.coverage == sorted(res.coverage, reverse=True)

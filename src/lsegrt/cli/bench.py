@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import resolve_device, say
+from .common import add_option_arg, backend_options, resolve_device, say
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -47,8 +47,10 @@ def add_parser(subparsers) -> None:
                    help=f"square side S or exact HxW, multiples of 32 (default: {' '.join(map(str, DEFAULT_SIZES))})")
     g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
-    g.add_argument("--engine", metavar="FILE", help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt)")
+    g.add_argument("--engine", metavar="FILE",
+                   help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt)")
     g.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
+    add_option_arg(g)
     m = p.add_argument_group("measurement")
     m.add_argument("--warmup-iters", type=int, default=t.warmup_iters, metavar="N",
                    help=f"warm-up calls before timing (default: {t.warmup_iters})")
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     batches = list(dict.fromkeys(args.batch or [1]))
     timing = bench.Timing(warmup_iters=args.warmup_iters, warmup_seconds=args.warmup_seconds,
                           min_seconds=args.min_seconds, max_iters=args.max_iters)
-    options = {"cuda_graph": True} if args.cuda_graph else {}
+    options = backend_options(args)
 
     con = console()
     env = bench.environment(device)

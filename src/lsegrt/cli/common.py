@@ -6,8 +6,10 @@ Argument groups (each adds to ``parser`` and returns nothing):
                                       none = the bundled sample chelsea)
     add_model_args(parser)            --checkpoint CKPT, --variant V, --device D → ``args.checkpoint``,
                                       ``args.variant`` (None unless given), ``args.device`` ("auto")
-    add_backend_args(parser)          --backend B, --engine FILE, --precision P, --cuda-graph →
-                                      ``args.backend``, ``args.engine``, ``args.precision``, ``args.cuda_graph``
+    add_backend_args(parser)          --backend B, --engine FILE, --precision P, --cuda-graph, --option K=V →
+                                      ``args.backend``, ``args.engine``, ``args.precision``, ``args.cuda_graph``,
+                                      ``args.option``
+    add_option_arg(group)             --option KEY=VALUE (repeatable) → ``args.option``
     add_size_arg(parser, default)     --size S|HxW → ``args.size``: int long side or (H, W), via
                                       :func:`lsegrt.sizes.parse_size` (a bad size is an argparse error)
 
@@ -16,6 +18,7 @@ Helpers:
     resolve_device(text) -> str       "auto" → "cuda" if a GPU is visible else "cpu"
     load_model(args) -> LSegModel     --checkpoint (variant checked against --variant) or the random
                                       default of --variant, announced in one line
+    backend_options(args) -> dict     --cuda-graph/--option as Encoder.open keyword arguments
     open_encoder(args, model)         None for plain eager fp32 torch (use the model itself), else
                                       ``lsegrt.Encoder.open(...)`` (close it when done)
     load_images(args)                 ``[(name, (H,W,3) uint8)]`` from ``args.images``
@@ -78,6 +81,38 @@ def add_backend_args(parser: argparse.ArgumentParser, default_backend: str = "to
                        help="compute precision; I/O stays float32 (default: fp32)")
     group.add_argument("--cuda-graph", action="store_true",
                        help="replay the encoder as a CUDA graph (backends that support it)")
+    add_option_arg(group)
+
+
+def add_option_arg(group) -> None:
+    group.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="backend option passed to Encoder.open, e.g. dynamic=true (compile: one "
+                            "compile for all shapes), mode=max-autotune (repeatable)")
+
+
+def _option_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--cuda-graph`` and ``--option KEY=VALUE`` as keyword arguments for :meth:`Encoder.open`."""
+    from ..errors import LsegError
+
+    options: dict[str, Any] = {"cuda_graph": True} if getattr(args, "cuda_graph", False) else {}
+    for item in getattr(args, "option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise LsegError(f"--option {item!r}: expected KEY=VALUE, e.g. dynamic=true")
+        options[key.strip().replace("-", "_")] = _option_value(value.strip())
+    return options
 
 
 def size_type(text: str):
@@ -138,12 +173,11 @@ def open_encoder(args: argparse.Namespace, model) -> Any:
     backend = getattr(args, "backend", "torch")
     precision = getattr(args, "precision", "fp32")
     engine = getattr(args, "engine", None)
-    cuda_graph = bool(getattr(args, "cuda_graph", False))
-    if backend == "torch" and precision == "fp32" and not engine and not cuda_graph:
+    options = backend_options(args)
+    if backend == "torch" and precision == "fp32" and not engine and not options:
         return None
     from ..backends.base import Encoder
 
-    options = {"cuda_graph": True} if cuda_graph else {}
     return Encoder.open(backend, checkpoint=model, engine=engine, device=model.device,
                         precision=precision, **options)
 

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import check_out_dir, resolve_device, say, size_type
+from .common import add_option_arg, backend_options, check_out_dir, resolve_device, say, size_type
 
 
 def add_parser(subparsers) -> None:
@@ -42,12 +42,14 @@ def add_parser(subparsers) -> None:
                    help="cross-checkpoint mode: similarity between these checkpoints (same variant)")
     p.add_argument("--size", action="append", type=size_type, metavar="S|HxW",
                    help=f"long side S or exact HxW (repeatable; default: {' '.join(map(str, DEFAULT_SIZES))})")
-    p.add_argument("--labels", default=DEFAULT_LABELS, help=f"labels for the agreement check (default: {DEFAULT_LABELS!r})")
+    p.add_argument("--labels", default=DEFAULT_LABELS,
+                   help=f"labels for the agreement check (default: {DEFAULT_LABELS!r})")
     p.add_argument("--min-cosine", type=float, metavar="X", help="override the mean-cosine threshold")
     p.add_argument("--min-p01", type=float, metavar="X", help="override the 0.1th-percentile cosine threshold")
     p.add_argument("--min-agreement", type=float, metavar="PCT", help="override the label-agreement threshold (%%)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     p.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
+    add_option_arg(p)
     p.add_argument("--out", default="lsegrt-compare", metavar="DIR",
                    help="folder for compare.json and pictures (default: ./lsegrt-compare)")
     p.add_argument("--all-pictures", action="store_true", help="pictures for every image × size, not only the first")
@@ -143,13 +145,16 @@ def run(args: argparse.Namespace) -> int:
         reference = compare.parse_side(args.reference)
         model = _model(args.checkpoint, args.variant, device)
         overrides = {"min_cosine": args.min_cosine, "min_p01": args.min_p01, "min_agreement": args.min_agreement}
-        options = {"cuda_graph": True} if args.cuda_graph else {}
+        options = backend_options(args)
         with con.status("comparing") as status:
             report = compare.compare(model, candidates, images, sizes, args.labels, reference, overrides, out,
                                      args.all_pictures, options, on_step=lambda s: status.update(f"comparing: {s}"))
         con.print(backends_table(report))
     path = compare.write_report(report, Path(out) / "compare.json", environment(device))
-    pictures = report["pictures"] if report["mode"] == "checkpoints" else [p for q in report["pairs"] for p in q["pictures"]]
+    if report["mode"] == "checkpoints":
+        pictures = report["pictures"]
+    else:
+        pictures = [p for pair in report["pairs"] for p in pair["pictures"]]
     con.print(f"wrote {path} and {len(pictures)} pictures in {out}", soft_wrap=True)
     if not report["passed"]:
         failed = [p["candidate"] for p in report["pairs"] if not p["passed"]]
