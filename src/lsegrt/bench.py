@@ -405,8 +405,10 @@ def latency_column(records: Sequence[dict[str, Any]]) -> str:
     return "gpu_ms_p50" if any(r.get("gpu_ms_p50") is not None for r in records) else "host_ms_p50"
 
 
-def write_outputs(payload: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path | None]:
-    """Write bench.json, bench.csv and bench.png (skipped when no configuration succeeded) into ``out_dir``."""
+def write_outputs(payload: dict[str, Any], out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path | None]:
+    """Write bench.json, bench.csv and bench.png (skipped when no configuration succeeded, or when
+    ``plot`` is False: the CLI rewrites json/csv after every configuration so an interrupted sweep keeps
+    what it measured) into ``out_dir``."""
     import csv
     import io
 
@@ -425,7 +427,7 @@ def write_outputs(payload: dict[str, Any], out_dir: str | os.PathLike) -> dict[s
     paths["csv"] = write_text(out / "bench.csv", buf.getvalue())
     ok = [r for r in records if r["status"] == "ok"]
     paths["png"] = None
-    if ok:
+    if ok and plot:
         mixed = any(r["height"] != r["width"] for r in ok)
         rows = [{**r, "size": f"{r['height']}x{r['width']}" if mixed else r["height"]} for r in ok]
         group = ("backend", "precision", "batch")

@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         for rec in bench.sweep(models, backends, precisions, sizes, batches, device, engine=args.engine,
                                options=options, timing=timing, peak=env.get("peak_tflops")):
             records.append(rec)
+            bench.write_outputs(bench.report(records, env, {"partial": True}), out_dir, plot=False)
             progress.update(task, advance=1, description=f"{rec['backend']} {rec['precision']} "
                                                          f"{rec['height']}x{rec['width']} b{rec['batch']}")
     settings = {"models": [str(m) for m in models], "backends": backends, "precisions": precisions,
