@@ -14,14 +14,18 @@ T="--min-seconds 1 --max-iters 100 --warmup-seconds 0.3"
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn; }
 $L info --json > "$OUT/info.json"
 for v in vit_l16 rn101; do
-  # Eager torch fp32/fp16 and torch.compile fp16 (dynamic shapes: one compile for every size and
-  # batch; a CUDA graph per shape), all default sizes, batch 1 and 8.
-  timeout ${BENCH_S:-200} $L bench --variant $v --backend torch --backend compile --precision fp32 --precision fp16 \
-    --batch 1 --batch 8 --cuda-graph --option dynamic=true $T --out /tmp/b_$v 2>&1 | quiet | tail -45
-  cp /tmp/b_$v/bench.json "$OUT/bench_$v.json"
+  # Eager torch fp32/fp16, all default sizes, batch 1 and 8.
+  timeout 120 $L bench --variant $v --backend torch --precision fp32 --precision fp16 \
+    --batch 1 --batch 8 $T --out /tmp/b_$v 2>&1 | quiet | tail -32
+  cp /tmp/b_$v/bench.json "$OUT/bench_torch_$v.json"
+  # torch.compile fp16 with dynamic shapes (one compile serves every size and batch) and a CUDA graph
+  # per shape.
+  timeout 130 $L bench --variant $v --backend compile --precision fp16 --batch 1 --batch 8 --cuda-graph \
+    --option dynamic=true $T --out /tmp/k_$v 2>&1 | quiet | tail -18
+  cp /tmp/k_$v/bench.json "$OUT/bench_compile_$v.json"
 done
 for v in vit_l16 rn101; do
-  timeout 60 $L compare --variant $v --candidate torch:fp16 --candidate torch:bf16 \
+  timeout 50 $L compare --variant $v --candidate torch:fp16 --candidate torch:bf16 \
     --size 384 --size 480x640 --out /tmp/c_$v 2>&1 | quiet | tail -14
   cp /tmp/c_$v/compare.json "$OUT/compare_$v.json"
 done
