@@ -173,7 +173,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegMod
     device = _device(device)
     path = Path(path)
     sd = read_state_dict(path)
-    cfg = detect_variant(sd)
+    cfg = detect_variant(sd, path.name)
     sd = validate(sd, cfg, source=path.name)
     net = build_net(cfg, sd, device)
     return LSegModel(net, cfg, str(path), device, file=path)

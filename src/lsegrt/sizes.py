@@ -108,6 +108,8 @@ def to_model_input(
             f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
         )
     h, w = (int(v) for v in hw)
+    if not image.flags.writeable:  # PIL hands out read-only arrays; torch warns on those
+        image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
     if (h, w) != tuple(image.shape[:2]):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)

@@ -22,6 +22,7 @@ except ImportError:
 
 from lsegrt import Encoder  # noqa: E402
 from lsegrt.backends import tensorrt as T  # noqa: E402
+from lsegrt.backends import tensorrt_build as TB  # noqa: E402
 from lsegrt.errors import LsegError  # noqa: E402
 from lsegrt.sidecar import check_sidecar, engine_name, read_sidecar, sha256_file, sidecar_path  # noqa: E402
 
@@ -218,7 +219,7 @@ def test_rtx_ignores_timing_cache(onnx, tmp_path):
 
 def test_cache_builds_once_and_keys_by_request(onnx, tmp_path, monkeypatch):
     monkeypatch.setenv("LSEGRT_CACHE", str(tmp_path))
-    monkeypatch.setattr(T, "_cached_onnx", lambda model, precision: onnx[precision])
+    monkeypatch.setattr(TB, "_cached_onnx", lambda model, precision: onnx[precision])
     model = types.SimpleNamespace(sha256="ab" * 32, name="tiny", variant="vit_tiny")
     first = T.cached_engine(model, T.BuildOptions())
     stamp = first.stat().st_mtime_ns

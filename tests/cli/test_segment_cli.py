@@ -76,7 +76,6 @@ def test_multiscale(tmp_path, run_cli, monkeypatch):
     assert ids.shape == (48, 64) and ids.max() < 3
 
 
-@pytest.mark.xfail(reason="sizes.to_model_input warns about PIL's read-only arrays on stderr (reported)")
 def test_success_keeps_stderr_empty(tmp_path):
     """A fresh interpreter on an image file: results on stdout, nothing at all on stderr."""
     import subprocess

@@ -17,10 +17,13 @@ class TorchEncoder(Encoder):
         self.module = encoder_module(model, precision, self.device)
 
     @classmethod
-    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
-        if engine is not None:
-            from ..errors import LsegError
+    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
+               cuda_graph=False, **options):
+        # cuda_graph is accepted so one option set can open every backend in a sweep; eager has no
+        # graph mode and says so in describe() (bench marks such rows).
+        from ..errors import LsegError
 
+        if engine is not None:
             raise LsegError("the torch backend runs a checkpoint, not an engine file; use --checkpoint")
         model = resolve_model(checkpoint, device, variant)
         return cls(model, device, precision)
@@ -31,4 +34,4 @@ class TorchEncoder(Encoder):
         return self.module(x)
 
     def describe(self):
-        return {**super().describe(), "model": self.model.source, "variant": self.model.variant}
+        return {**super().describe(), "model": self.model.source, "variant": self.model.variant, "cuda_graph": False}

@@ -71,7 +71,7 @@ def _reusable(out: Path, request: dict, force: bool) -> bool:
 
 
 def _build_tensorrt(args, model) -> Path:
-    from ..backends import tensorrt as trt
+    from ..backends import tensorrt_build as trt
 
     options = trt.BuildOptions(
         precision=args.precision, min_shape=args.min, opt_shape=args.opt, max_shape=args.max,

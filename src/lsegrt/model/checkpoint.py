@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        raise LsegError(f"refusing to load {path.name}: not plain weights ({first[:200]})") from None
+        # torch's message recommends weights_only=False (never: a checkpoint is untrusted); name the
+        # offending global instead, which is what the user needs to see.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise LsegError(f"refusing to load {path.name}: it pickles {found.group(1)}, which is not plain "
+                            "weights (lsegrt never unpickles code from a checkpoint)") from None
+        raise LsegError(f"cannot read checkpoint {path.name}: corrupt, truncated or not a checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parser failure means a bad file
         # (torch's unpickler raises IndexError/KeyError/..., safetensors its own SafetensorError)
         msg = " ".join(str(exc).split())[:200]
@@ -99,22 +105,24 @@ def expected_shapes(cfg: LSegConfig) -> dict[str, tuple[torch.Size, torch.dtype]
     return {k: (v.shape, v.dtype) for k, v in net.state_dict().items()}
 
 
-def detect_variant(sd: dict[str, torch.Tensor]) -> LSegConfig:
-    """Pick the variant whose key set and shapes match; the full-size one of the family otherwise."""
+def detect_variant(sd: dict[str, torch.Tensor], source: str = "state_dict") -> LSegConfig:
+    """Pick the variant of the detected family whose keys and shapes match best (exactly, if loadable)."""
     if "pretrained.model.cls_token" in sd:
         family = "vit"
     elif any(k.startswith("pretrained.layer1.") for k in sd):
         family = "resnet"
     else:
         some = ", ".join(sorted(sd)[:3])
-        raise LsegError(f"not an LSeg state_dict: neither ViT nor ResNet backbone keys found (first keys: {some})")
+        raise LsegError(f"{source} is not an LSeg state_dict: neither ViT nor ResNet backbone keys found (first keys: {some})")
     candidates = [c for c in VARIANTS.values() if c.backbone == family]
-    for cfg in candidates:
-        exp = expected_shapes(cfg)
-        used = {k: v for k, v in sd.items() if not is_unused(k)}
-        if used.keys() == exp.keys() and all(tuple(v.shape) == tuple(exp[k][0]) for k, v in used.items()):
-            return cfg
-    return candidates[0]
+    used = {k: tuple(v.shape) for k, v in sd.items() if not is_unused(k)}
+
+    def mismatches(cfg: LSegConfig) -> int:
+        exp = {k: tuple(s) for k, (s, _) in expected_shapes(cfg).items()}
+        return len(exp.keys() ^ used.keys()) + sum(used[k] != exp[k] for k in exp.keys() & used.keys())
+
+    # the closest variant, so one bad key is reported as one bad key, not as a wholesale mismatch
+    return min(candidates, key=mismatches)
 
 
 def _fmt(keys: list[str], limit: int = 6) -> str:
