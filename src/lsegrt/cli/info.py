@@ -103,6 +103,11 @@ def package_version(modules: tuple[str, ...], dists: dict[str, list[str]]) -> st
     from importlib import metadata
     from importlib.util import find_spec
 
+    if modules == ("lsegrt",):  # also right when run from a source tree (PYTHONPATH=src), not installed
+        from .. import __version__
+
+        return __version__
+
     for module in modules:
         for dist in [*dists.get(module, []), module, module.replace("_", "-")]:
             try:
