@@ -46,7 +46,7 @@ def test_small_exact_suggests_at_least_32():
 def test_target_size_long_side(hw, size):
     h, w = target_size(hw, size)
     assert h % 32 == 0 and w % 32 == 0 and h >= 32 and w >= 32
-    long_in, long_out = max(hw), max(h, w)
+    long_out = max(h, w)
     assert abs(long_out - size) <= 16  # the long side lands on the multiple of 32 nearest to S
     if min(h, w) > 32:  # aspect kept within rounding of both sides
         assert abs(h / w - hw[0] / hw[1]) <= (h / w) * (16 / min(h, w) + 16 / max(h, w)) + 1e-9

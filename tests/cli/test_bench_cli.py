@@ -11,21 +11,9 @@ FAST = ["--min-seconds", "0.05", "--max-iters", "2", "--warmup-iters", "1", "--w
 
 
 @pytest.fixture
-def bench_cli(monkeypatch, capsys):
+def bench_cli(run_cli):
     """Run `lsegrt bench ...` in-process → (exit code, stdout, stderr)."""
-    import lsegrt.cli as cli
-
-    monkeypatch.setattr(cli, "VERBS", ("bench",))  # only this verb's module is needed here
-
-    def run(*argv):
-        try:
-            code = cli.main(["bench", *map(str, argv)])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return lambda *argv: run_cli("bench", *argv)
 
 
 def test_bench_writes_json_csv_png(tmp_path, bench_cli):

@@ -8,21 +8,9 @@ import pytest
 
 
 @pytest.fixture
-def compare_cli(monkeypatch, capsys):
+def compare_cli(run_cli):
     """Run `lsegrt compare ...` in-process → (exit code, stdout, stderr)."""
-    import lsegrt.cli as cli
-
-    monkeypatch.setattr(cli, "VERBS", ("compare",))
-
-    def run(*argv):
-        try:
-            code = cli.main(["compare", *map(str, argv)])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return lambda *argv: run_cli("compare", *argv)
 
 
 def test_torch_vs_itself_passes(tmp_path, compare_cli):

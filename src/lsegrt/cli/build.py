@@ -70,6 +70,17 @@ def _reusable(out: Path, request: dict, force: bool) -> bool:
     return True
 
 
+def _out_path(args, request: dict, suffix: str) -> Path:
+    """``--out``, or the cache's deterministic name for ``request``."""
+    if args.out:
+        return Path(args.out)
+    from ..sidecar import cache_dir, engine_name
+
+    out = cache_dir() / "engines" / engine_name(request, suffix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _build_tensorrt(args, model) -> Path:
     from ..backends import tensorrt_build as trt
 
@@ -85,13 +96,7 @@ def _build_tensorrt(args, model) -> Path:
     else:
         onnx = trt._cached_onnx(model, "fp32" if args.weak_typing else args.precision)
         request = trt.request_for(onnx, options, model=model, device=args.device)
-    if args.out:
-        out = Path(args.out)
-    else:
-        from ..sidecar import cache_dir, engine_name
-
-        out = cache_dir() / "engines" / engine_name(request, ".engine")
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = _out_path(args, request, ".engine")
     if not _reusable(out, request, args.force):
         say(f"building {out.name} from {onnx.name} ({args.precision}, profile {args.min}…{args.max})")
         info = trt.build_engine(onnx, out, options, request=request)
@@ -107,13 +112,7 @@ def _build_aoti(args, model) -> Path:
 
     device = torch.device(args.device)
     request = aoti_request(model, args.precision, device, args.max_batch, args.max_side)
-    if args.out:
-        out = Path(args.out)
-    else:
-        from ..sidecar import cache_dir, engine_name
-
-        out = cache_dir() / "engines" / engine_name(request, ".pt2")
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = _out_path(args, request, ".pt2")
     if not _reusable(out, request, args.force):
         say(f"compiling {out.name} for {device} ({args.precision}); this takes a few minutes for full-size models")
         info = build_aoti(model, out, precision=args.precision, device=device,
