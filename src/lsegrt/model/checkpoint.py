@@ -79,7 +79,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        # torch's message recommends weights_only=False (never: a checkpoint is untrusted); name the
+        # torch's message recommends turning weights_only off (never: a checkpoint is untrusted); name the
         # offending global instead, which is what the user needs to see.
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if found:
