@@ -107,3 +107,23 @@ def test_trt_rtx_builds_our_own_export(tmp_path, tiny_rn):
     assert info["engine_bytes"] > 0 and (tmp_path / "r.engine").stat().st_size == info["engine_bytes"]
     req = json.loads((tmp_path / "r.engine.json").read_text())["request"]
     assert req["checkpoint_sha256"] == tiny_rn.sha256 and req["profile"]["max"] == [2, 256, 256]
+
+
+def test_trt_rtx_builds_a_bf16_vit(tmp_path, tiny_vit):
+    """bf16 ViT graphs keep the reassemble ConvTranspose in fp32, which TensorRT-RTX needs to build them."""
+    trt = pytest.importorskip("lsegrt.backends.tensorrt_build")
+    try:
+        trt.import_tensorrt()
+    except LsegError:
+        pytest.skip("no tensorrt / tensorrt_rtx installed")
+    from lsegrt.backends.common import encoder_module
+    from lsegrt.export import export_onnx
+
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = encoder_module(tiny_vit, "bf16", torch.device("cpu"))(x)
+    assert float((out * tiny_vit.encode_image(x)).sum(1).mean()) > 0.999
+    onnx = tmp_path / "v.onnx"
+    export_onnx(tiny_vit, onnx, precision="bf16", trace_size=(64, 64))
+    options = trt.BuildOptions(precision="bf16", min_shape=(1, 64, 64), opt_shape=(1, 128, 128), max_shape=(1, 256, 256))
+    assert trt.build_engine(onnx, tmp_path / "v.engine", options, model=tiny_vit)["engine_bytes"] > 0

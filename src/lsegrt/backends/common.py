@@ -35,6 +35,12 @@ def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Modu
     if precision != "fp32" or torch.device(device) != model.device:
         enc = copy.deepcopy(enc)
     enc = enc.to(device=device, dtype=DTYPES[precision])
+    if precision == "bf16":
+        # TensorRT-RTX's Myelin cannot type a bf16 ConvTranspose (the ViT reassemble's ×4/×2 upsampling):
+        # keep those two layers in fp32 so one bf16 graph serves every backend.
+        for module in enc.modules():
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                module.float()
     return CastEncoder(enc, DTYPES[precision]).eval()
 
 

@@ -103,7 +103,12 @@ class Reassemble(nn.Sequential):
         x = self[0](tokens)
         x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
         x = self[3](x)
-        return self[4](x) if len(self) > 4 else x
+        if len(self) == 4:
+            return x
+        resample = self[4]
+        # the resample layer may be pinned to another dtype than the rest (bf16 engines, see
+        # backends.common.encoder_module); cast in and out so the graph stays consistent
+        return resample(x.to(resample.weight.dtype)).to(x.dtype)
 
 
 class ViTBackbone(nn.Module):
