@@ -85,19 +85,25 @@ def test_bad_export_requests(tmp_path, tiny_vit):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.fixture
+def trt():
+    """The TensorRT builder module, skipping when neither tensorrt nor tensorrt_rtx is installed."""
+    module = pytest.importorskip("lsegrt.backends.tensorrt_build")
+    try:
+        module.import_tensorrt()
+    except LsegError:
+        pytest.skip("no tensorrt / tensorrt_rtx installed")
+    return module
+
+
 def test_export_cli(tmp_path, run_cli):
     code, out, err = run_cli("export", "--variant", "rn_tiny", "--out", tmp_path / "r.onnx", "--trace-size", "64x64")
     assert code == 0, err
     assert "cosine mean" in out and (tmp_path / "r.onnx").is_file() and (tmp_path / "r.onnx.json").is_file()
 
 
-def test_trt_rtx_builds_our_own_export(tmp_path, tiny_rn):
+def test_trt_rtx_builds_our_own_export(tmp_path, tiny_rn, trt):
     """A real TensorRT(-RTX) engine from lsegrt's exported graph (build path, CPU-only machine)."""
-    trt = pytest.importorskip("lsegrt.backends.tensorrt_build")
-    try:
-        trt.import_tensorrt()
-    except LsegError:
-        pytest.skip("no tensorrt / tensorrt_rtx installed")
     from lsegrt.export import export_onnx
 
     onnx = tmp_path / "r.onnx"
@@ -109,13 +115,8 @@ def test_trt_rtx_builds_our_own_export(tmp_path, tiny_rn):
     assert req["checkpoint_sha256"] == tiny_rn.sha256 and req["profile"]["max"] == [2, 256, 256]
 
 
-def test_trt_rtx_builds_a_bf16_vit(tmp_path, tiny_vit):
+def test_trt_rtx_builds_a_bf16_vit(tmp_path, tiny_vit, trt):
     """bf16 ViT graphs keep the reassemble ConvTranspose in fp32, which TensorRT-RTX needs to build them."""
-    trt = pytest.importorskip("lsegrt.backends.tensorrt_build")
-    try:
-        trt.import_tensorrt()
-    except LsegError:
-        pytest.skip("no tensorrt / tensorrt_rtx installed")
     from lsegrt.backends.common import encoder_module
     from lsegrt.export import export_onnx
 
