@@ -18,7 +18,7 @@ from ..errors import LsegError
 from ..fileio import check_output_path
 from ..sidecar import gpu_info, runtime_versions, write_sidecar
 from .base import Encoder, check_precision
-from .common import cached_engine, check_engine, encoder_module, resolve_model
+from .common import cached_engine, check_engine, checkpoint_sha256, encoder_module, resolve_model
 
 MAX_BATCH, MAX_SIDE = 64, 2048
 
@@ -88,7 +88,7 @@ class AOTIEncoder(Encoder):
                        "torch": torch.__version__}
             request.update({k: v for k, v in gpu_info(str(device)).items() if k in ("gpu", "compute_capability")})
             if checkpoint is not None:
-                request["checkpoint_sha256"] = resolve_model(checkpoint, "cpu", variant).sha256
+                request["checkpoint_sha256"] = checkpoint_sha256(checkpoint)
             sidecar = check_engine(engine, request)
             return cls(engine, device, precision, sidecar["request"]["profile"])
         model = resolve_model(checkpoint, device, variant)

@@ -22,6 +22,22 @@ def resolve_model(checkpoint: Any, device: str | torch.device = "cpu", variant: 
     return load(checkpoint, device)
 
 
+def checkpoint_sha256(checkpoint: Any) -> str | None:
+    """Identity of ``checkpoint`` for sidecar checks without loading it: a path → its file's sha256, an
+    :class:`LSegModel` → ``.sha256``, None → None (nothing to check)."""
+    import os
+
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, (str, os.PathLike)):
+        if not Path(checkpoint).is_file():
+            raise LsegError(f"checkpoint not found: {checkpoint}")
+        from ..sidecar import sha256_file
+
+        return sha256_file(checkpoint)
+    return checkpoint.sha256
+
+
 def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Module:
     """The exported/compiled graph: image encoder in ``precision`` with float32 I/O, eval mode.
 

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import LsegError, require
 from .base import Encoder
-from .common import cached_engine, check_engine, resolve_model
+from .common import cached_engine, check_engine, checkpoint_sha256, resolve_model
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
 
@@ -50,7 +50,7 @@ class OnnxRuntimeEncoder(Encoder):
         if engine is not None:
             request = {"backend": "onnx", "precision": precision}
             if checkpoint is not None:
-                request["checkpoint_sha256"] = resolve_model(checkpoint, "cpu", variant).sha256
+                request["checkpoint_sha256"] = checkpoint_sha256(checkpoint)
             check_engine(engine, request)
             return cls(engine, device, precision, providers)
         model = resolve_model(checkpoint, "cpu", variant)

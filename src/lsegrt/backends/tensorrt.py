@@ -10,7 +10,6 @@ TensorRT-RTX 1.7): everything on a GPU (deserialization, inference, both CUDA-gr
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from typing import Any
 import torch
 
 from ..errors import LsegError
-from ..sidecar import check_sidecar, gpu_info, sha256_file
+from ..sidecar import check_sidecar, gpu_info
 from .base import Encoder, check_precision
-from .common import require_cuda, resolve_model
+from .common import checkpoint_sha256, require_cuda, resolve_model
 from .tensorrt_build import (DEBUG_WARNING, INPUT, OUTPUT, _LOCK, BuildOptions, Progress, Shape, _cc_names, _fmt,
                              _logged_errors, _logger, build_engine, cached_engine, flavor, import_tensorrt,
                              request_for)
@@ -119,14 +118,8 @@ class TensorRTEncoder(Encoder):
                 raise LsegError(f"build options are for {build.precision} but precision={precision!r} was asked")
             model = resolve_model(checkpoint, "cpu", variant)
             return cls(cached_engine(model, build, device=device), device, precision, cuda_graph=cuda_graph)
-        sha = None
-        if isinstance(checkpoint, (str, os.PathLike)):
-            if not Path(checkpoint).is_file():
-                raise LsegError(f"checkpoint not found: {checkpoint}")
-            sha = sha256_file(checkpoint)
-        elif checkpoint is not None:
-            sha = checkpoint.sha256
-        return cls(engine, device, precision, cuda_graph=cuda_graph, checkpoint_sha256=sha)
+        return cls(engine, device, precision, cuda_graph=cuda_graph,
+                   checkpoint_sha256=checkpoint_sha256(checkpoint))
 
     def _new_context(self):
         trt = self._trt

@@ -90,12 +90,8 @@ def _build_tensorrt(args, model) -> Path:
         timing_cache=args.timing_cache, sparse_weights=args.sparse_weights, debug=args.debug,
         weak_typing=args.weak_typing, tf32=args.tf32, compute_capability=args.compute_capability,
     )
-    if args.onnx:
-        onnx = Path(args.onnx)
-        request = trt.request_for(onnx, options, model=model, device=args.device)
-    else:
-        onnx = trt._cached_onnx(model, "fp32" if args.weak_typing else args.precision)
-        request = trt.request_for(onnx, options, model=model, device=args.device)
+    onnx = Path(args.onnx) if args.onnx else trt._cached_onnx(model, "fp32" if args.weak_typing else args.precision)
+    request = trt.request_for(onnx, options, model=model, device=args.device)
     out = _out_path(args, request, ".engine")
     if not _reusable(out, request, args.force):
         say(f"building {out.name} from {onnx.name} ({args.precision}, profile {args.min}…{args.max})")
