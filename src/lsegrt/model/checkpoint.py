@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix(PREFIX): v for k, v in obj.items()}
 
 
+@lru_cache(maxsize=None)
 def expected_shapes(cfg: LSegConfig) -> dict[str, tuple[torch.Size, torch.dtype]]:
-    """Every key the network needs with its shape and dtype, from a meta-device build (no memory)."""
+    """Every key the network needs with its shape and dtype, from a meta-device build (no memory).
+
+    Cached per variant: a load asks for it in detection, validation and random weights. Read-only."""
     with torch.device("meta"):
         net = LSegNet(cfg)
     return {k: (v.shape, v.dtype) for k, v in net.state_dict().items()}
