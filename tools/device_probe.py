@@ -1,5 +1,7 @@
 """One-shot GPU probe: does lsegrt import and run on the device image, and what do compiles cost?
 
+    python tools/device_probe.py [--aoti-only]
+
 Run on the lent GPU machine (see docs/BENCHMARKS.md for how). Prints a short table; writes JSON to $OUT.
 """
 
@@ -33,39 +35,58 @@ def timed(fn, x, iters=50):
     return s.elapsed_time(e) / iters
 
 
-t = time.perf_counter()
-model = lsegrt.random_model("vit_l16", device="cuda")
-res["random_vit_l16_s"] = time.perf_counter() - t
-x = torch.randn(1, 3, 384, 384, device="cuda")
-ref = model.encode_image(x)
-for prec in ("fp32", "fp16"):
-    enc = Encoder.open("torch", checkpoint=model, device="cuda", precision=prec)
-    y = enc(x)
-    res[f"eager_{prec}_384_ms"] = timed(enc, x)
-    res[f"eager_{prec}_cos"] = float((y * ref).sum(1).mean())
-for dyn in (False, True):
+def probe_compile() -> None:
     t = time.perf_counter()
-    enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, dynamic=dyn)
-    y = enc(x)
-    res[f"compile_cg_fp16_dyn{dyn}_compile_s"] = time.perf_counter() - t
-    res[f"compile_cg_fp16_dyn{dyn}_384_ms"] = timed(enc, x)
-    res[f"compile_cg_fp16_dyn{dyn}_cos"] = float((y * ref).sum(1).mean())
-    if dyn:
-        x2 = torch.randn(1, 3, 1024, 1024, device="cuda")
+    model = lsegrt.random_model("vit_l16", device="cuda")
+    res["random_vit_l16_s"] = time.perf_counter() - t
+    x = torch.randn(1, 3, 384, 384, device="cuda")
+    ref = model.encode_image(x)
+    for prec in ("fp32", "fp16"):
+        enc = Encoder.open("torch", checkpoint=model, device="cuda", precision=prec)
+        y = enc(x)
+        res[f"eager_{prec}_384_ms"] = timed(enc, x)
+        res[f"eager_{prec}_cos"] = float((y * ref).sum(1).mean())
+    for dyn in (False, True):
         t = time.perf_counter()
-        enc(x2)
-        res["compile_dyn_new_shape_s"] = time.perf_counter() - t
-        res["compile_cg_fp16_dyn_1024_ms"] = timed(enc, x2, 20)
-    print(json.dumps(res), flush=True)
-# AOTInductor on this image: build a tiny package and load it in a child (it has been seen to segfault).
-code = (
-    "import torch, lsegrt; from lsegrt.backends.aoti import build_aoti, AOTIEncoder;"
-    "m=lsegrt.random_model('vit_tiny', device='cuda'); build_aoti(m, '/tmp/t.pt2', device='cuda');"
-    "print('built', flush=True); r=torch._inductor.aoti_load_package('/tmp/t.pt2'); print('loaded', flush=True);"
-    "print(r(torch.randn(1,3,64,64,device='cuda')).shape)"
-)
-p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-res["aoti_tiny_cuda"] = {"returncode": p.returncode, "stdout": p.stdout[-500:], "stderr": p.stderr[-1500:]}
-print(json.dumps(res, indent=1))
-with open(os.path.join(OUT, "probe.json"), "w") as f:
-    json.dump(res, f, indent=1)
+        enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, dynamic=dyn)
+        y = enc(x)
+        res[f"compile_cg_fp16_dyn{dyn}_compile_s"] = time.perf_counter() - t
+        res[f"compile_cg_fp16_dyn{dyn}_384_ms"] = timed(enc, x)
+        res[f"compile_cg_fp16_dyn{dyn}_cos"] = float((y * ref).sum(1).mean())
+        if dyn:
+            x2 = torch.randn(1, 3, 1024, 1024, device="cuda")
+            t = time.perf_counter()
+            enc(x2)
+            res["compile_dyn_new_shape_s"] = time.perf_counter() - t
+            res["compile_cg_fp16_dyn_1024_ms"] = timed(enc, x2, 20)
+        print(json.dumps(res), flush=True)
+
+
+def probe_aoti() -> None:
+    """AOTInductor on this image: build a tiny package per device and load it in a child process.
+
+    On the device's torch 2.11 image loading has been seen to segfault (return code -11), so each load
+    runs in its own process and the return code is the evidence.
+    """
+    for dev in ("cuda", "cpu"):
+        code = (
+            "import torch, lsegrt; from lsegrt.backends.aoti import build_aoti;"
+            f"m=lsegrt.random_model('vit_tiny', device='{dev}'); build_aoti(m, '/tmp/t_{dev}.pt2', device='{dev}');"
+            f"print('built', flush=True); r=torch._inductor.aoti_load_package('/tmp/t_{dev}.pt2');"
+            f"print('loaded', flush=True); print(r(torch.randn(1,3,64,64,device='{dev}')).shape)"
+        )
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        res[f"aoti_tiny_{dev}"] = {"returncode": p.returncode, "seconds": round(time.perf_counter() - t, 1),
+                                   "stdout": p.stdout[-500:], "stderr": p.stderr[-1500:]}
+        print(dev, "returncode", p.returncode, p.stdout.strip().replace("\n", " | "), flush=True)
+
+
+if __name__ == "__main__":
+    aoti_only = "--aoti-only" in sys.argv[1:]
+    if not aoti_only:
+        probe_compile()
+    probe_aoti()
+    print(json.dumps(res, indent=1))
+    with open(os.path.join(OUT, "aoti_probe.json" if aoti_only else "probe.json"), "w") as f:
+        json.dump(res, f, indent=1)

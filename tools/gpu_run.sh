@@ -1,52 +1,80 @@
 #!/usr/bin/env bash
-# The GPU measurements behind docs/BENCHMARKS.md and the issue notes. Each phase fits one 10-minute
-# device call. Run from the repository root on the lent GPU machine (device image: torch 2.11 + the
-# carried wheels open_clip_torch/ftfy/wcwidth in .whl):
-#   bash tools/gpu_run.sh              eager sweeps of both variants + fp16/bf16 fidelity (done 2026-11-22)
-#   bash tools/gpu_run.sh compile V    torch.compile sweep of variant V (vit_l16 | rn101), fp16 then fp32;
-#                                      batch 1 and 8 are two compiles each (torch specializes size-1 dims),
-#                                      ≈95 s per compile for ViT-L/16 on an H100
-#   bash tools/gpu_run.sh fidelity V   compare compile fp32/fp16 (+ eager fp16) vs fp32 eager, 384 and 480x640
-# Each step has its own time limit; bench rewrites its JSON after every configuration, so a step cut
-# short still returns what it measured. Results (JSON only: at most 8 files come back) go to $OUT.
+# The GPU measurements behind docs/BENCHMARKS.md and the issue notes. Run from the repository root on the
+# lent GPU machine (device image: torch 2.11 + the wheels open_clip_torch/ftfy/wcwidth carried in .whl,
+# fetched by shared/tools/device_wheels.sh). Phases run in the order given; pick them so that one call
+# stays inside the 10-minute command limit:
+#
+#   bash tools/gpu_run.sh eager                  eager sweeps of both variants + torch fp16/bf16 fidelity
+#   bash tools/gpu_run.sh compile:V:P            torch.compile sweep of variant V (vit_l16 | rn101), precision P
+#                                                (fp16 | fp32), batch 1 and 8, default sizes + 480x640
+#   bash tools/gpu_run.sh eager640               eager fp32/fp16 of both variants at 480x640, batch 1 and 8
+#   bash tools/gpu_run.sh fidelity:V             compare torch:fp16, compile:fp16, compile:fp32 vs fp32 eager
+#                                                at 384 and 480x640
+#   bash tools/gpu_run.sh aoti                   does an AOTInductor package load on this image? (tiny model)
+#
+# Every bench/compare writes straight under $OUT, so a phase cut short by its time limit (or the call by
+# the command limit) still returns what it measured: bench rewrites its JSON after every configuration.
+# At most 8 files come back per call: bench writes json+csv+png (3 files), compare only its JSON here.
+#
+# Compile notes: `--option dynamic=true` compiles once for symbolic H/W, but torch specializes size-1
+# dimensions, so batch 1 and batch 8 are two compiles (≈95 s each for ViT-L/16 on an H100). 480x640 comes
+# first so that H and W get separate symbols: a square first shape would make dynamo "duck-size" H == W
+# and recompile at the first non-square input.
+#
+# For a dry run on a CPU: GPU_RUN_CPU=1 OUT=/tmp/gr bash tools/gpu_run.sh compile:vit_tiny:fp32 ...
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=/tmp/lsegrt-cache
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
 L="python3 -m lsegrt"
 T="--min-seconds 1 --max-iters 100 --warmup-seconds 0.3"
+SIZES="--size 480x640 --size 256 --size 320 --size 384 --size 480 --size 640 --size 768 --size 1024"
+CG="--cuda-graph"
+FID_SIZES="--size 384 --size 480x640"
+if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
+  SIZES="--size 64x96 --size 64"; CG=""; T="--min-seconds 0.1 --max-iters 3 --warmup-seconds 0"
+  FID_SIZES="--size 64 --size 64x96"
+fi
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn; }
-$L info --json > "$OUT/info.json"
-case ${1:-eager} in
-  compile)
-    for p in fp16 fp32; do
-      timeout 280 $L bench --variant $2 --backend compile --precision $p --batch 1 --batch 8 --cuda-graph \
-        --option dynamic=true $T --out /tmp/k_$p 2>&1 | quiet | tail -18
-      cp /tmp/k_$p/bench.json "$OUT/bench_compile_${p}_$2.json"
-    done
-    exit 0 ;;
-  fidelity)
-    timeout 560 $L compare --variant $2 --candidate torch:fp16 --candidate compile:fp16 --candidate compile:fp32 \
-      --size 384 --size 480x640 --cuda-graph --option dynamic=true --out /tmp/f_$2 2>&1 | quiet | tail -24
-    cp /tmp/f_$2/compare.json "$OUT/compare_compile_$2.json"
-    exit 0 ;;
-esac
-for v in vit_l16 rn101; do
-  # Eager torch fp32/fp16, all default sizes, batch 1 and 8.
-  timeout 120 $L bench --variant $v --backend torch --precision fp32 --precision fp16 \
-    --batch 1 --batch 8 $T --out /tmp/b_$v 2>&1 | quiet | tail -32
-  cp /tmp/b_$v/bench.json "$OUT/bench_torch_$v.json"
-  # torch.compile fp16 with dynamic shapes (one compile serves every size and batch) and a CUDA graph
-  # per shape.
-  timeout 130 $L bench --variant $v --backend compile --precision fp16 --batch 1 --batch 8 --cuda-graph \
-    --option dynamic=true $T --out /tmp/k_$v 2>&1 | quiet | tail -18
-  cp /tmp/k_$v/bench.json "$OUT/bench_compile_$v.json"
+stamp() { echo "=== $(date -u +%T) $*"; }
+[ -f "$OUT/info.json" ] || $L info --json > "$OUT/info.json"
+
+for phase in "${@:-eager}"; do
+  IFS=: read -r name v p <<< "$phase"
+  stamp "$phase"
+  case $name in
+    compile)
+      timeout "${PHASE_TIMEOUT:-290}" $L bench --variant "$v" --backend compile --precision "$p" --batch 1 --batch 8 \
+        $CG --option dynamic=true $SIZES $T --out "$OUT/compile_${p}_$v" 2>&1 | quiet | tail -24 ;;
+    eager640)
+      for v in vit_l16 rn101; do
+        timeout 90 $L bench --variant $v --backend torch --precision fp32 --precision fp16 --batch 1 --batch 8 \
+          --size 480x640 $T --out "/tmp/e640_$v" 2>&1 | quiet | tail -8
+        cp "/tmp/e640_$v/bench.json" "$OUT/bench_torch640_$v.json"
+      done ;;
+    fidelity)
+      timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" --candidate torch:fp16 --candidate compile:fp16 \
+        --candidate compile:fp32 $FID_SIZES $CG --option dynamic=true --out "/tmp/f_$v" 2>&1 | quiet | tail -24
+      cp "/tmp/f_$v/compare.json" "$OUT/compare_compile_$v.json" ;;
+    aoti)
+      timeout 200 python3 tools/device_probe.py --aoti-only 2>&1 | tail -12 ;;
+    eager)
+      for v in vit_l16 rn101; do
+        timeout 120 $L bench --variant $v --backend torch --precision fp32 --precision fp16 \
+          --batch 1 --batch 8 $T --out /tmp/b_$v 2>&1 | quiet | tail -32
+        cp /tmp/b_$v/bench.json "$OUT/bench_torch_$v.json"
+      done
+      for v in vit_l16 rn101; do
+        timeout 50 $L compare --variant $v --candidate torch:fp16 --candidate torch:bf16 \
+          --size 384 --size 480x640 --out /tmp/c_$v 2>&1 | quiet | tail -14
+        cp /tmp/c_$v/compare.json "$OUT/compare_$v.json"
+      done ;;
+    *) echo "unknown phase $phase"; exit 2 ;;
+  esac
 done
-for v in vit_l16 rn101; do
-  timeout 50 $L compare --variant $v --candidate torch:fp16 --candidate torch:bf16 \
-    --size 384 --size 480x640 --out /tmp/c_$v 2>&1 | quiet | tail -14
-  cp /tmp/c_$v/compare.json "$OUT/compare_$v.json"
-done
-tar -C /tmp -czf "$OUT/pictures.tgz" c_vit_l16 c_rn101 2>/dev/null
+stamp done
 ls -la "$OUT"
