@@ -10,6 +10,9 @@
 #   bash tools/gpu_run.sh eager640               eager fp32/fp16 of both variants at 480x640, batch 1 and 8
 #   bash tools/gpu_run.sh fidelity:V             compare torch:fp16, compile:fp16, compile:fp32 vs fp32 eager
 #                                                at 384 and 480x640
+#   bash tools/gpu_run.sh static:V               compile fp16 + CUDA graph, static shapes (one compile per shape),
+#                                                batch 1 at 384 and 1024: the latency headline
+#   bash tools/gpu_run.sh autotune:V             the same at 384 with Inductor's max-autotune (GEMM autotuning)
 #   bash tools/gpu_run.sh aoti                   does an AOTInductor package load on this image? (tiny model)
 #
 # Every bench/compare writes straight under $OUT, so a phase cut short by its time limit (or the call by
@@ -50,6 +53,12 @@ for phase in "${@:-eager}"; do
     compile)
       timeout "${PHASE_TIMEOUT:-290}" $L bench --variant "$v" --backend compile --precision "$p" --batch 1 --batch 8 \
         $CG --option dynamic=true $SIZES $T --out "$OUT/compile_${p}_$v" 2>&1 | quiet | tail -24 ;;
+    static)
+      timeout "${PHASE_TIMEOUT:-200}" $L bench --variant "$v" --backend compile --precision fp16 --batch 1 $CG \
+        --size 384 --size 1024 $T --out "$OUT/static_$v" 2>&1 | quiet | tail -8 ;;
+    autotune)
+      timeout "${PHASE_TIMEOUT:-300}" $L bench --variant "$v" --backend compile --precision fp16 --batch 1 $CG \
+        --option mode=max-autotune --size 384 $T --out "$OUT/autotune_$v" 2>&1 | quiet | tail -8 ;;
     eager640)
       for v in vit_l16 rn101; do
         timeout 90 $L bench --variant $v --backend torch --precision fp32 --precision fp16 --batch 1 --batch 8 \
