@@ -1,6 +1,9 @@
 """Render the Markdown tables and PNG plots of docs/BENCHMARKS.md from `lsegrt bench`/`compare` JSON.
 
     python tools/bench_tables.py docs/measurements > /tmp/tables.md
+
+One table per JSON file (each file is one run), and per variant one latency plot
+(``latency_<variant>_b<batch>.png``: every backend / precision measured at the square default sizes).
 """
 
 from __future__ import annotations
@@ -12,13 +15,22 @@ from pathlib import Path
 from lsegrt.viz import latency_plot
 
 
+def ok_records(path: Path) -> list[dict]:
+    return [r for r in json.loads(path.read_text())["records"] if r["status"] == "ok"]
+
+
 def bench_table(path: Path) -> str:
     data = json.loads(path.read_text())
-    rows = [r for r in data["records"] if r["status"] == "ok"]
-    out = ["| backend | precision | size | batch | GPU p50 ms | mean ± std ms | p99 ms | img/s | H2D ms | D2H ms | peak MB | TFLOP/s | % fp16 peak |",
+    opts = data["settings"].get("options") or {}
+    out = [f"`{path.name}` · {data['created']} · options {json.dumps(opts) if opts else 'none'}", "",
+           "| backend | precision | size | batch | GPU p50 ms | mean ± std ms | p99 ms | img/s | H2D ms | D2H ms | peak MB | TFLOP/s | % fp16 peak |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['backend']} | {r['precision']} | {r['height']} | {r['batch']} | {r['gpu_ms_p50']:.2f} | "
+    for r in data["records"]:
+        if r["status"] != "ok":
+            out.append(f"| {r['backend']} | {r['precision']} | {r['size']} | {r['batch']} | failed: {r['error']} |"
+                       + " |" * 8)
+            continue
+        out.append(f"| {r['backend']} | {r['precision']} | {r['size']} | {r['batch']} | {r['gpu_ms_p50']:.2f} | "
                    f"{r['gpu_ms_mean']:.2f} ± {r['gpu_ms_std']:.2f} | {r['gpu_ms_p99']:.2f} | {r['images_per_s']:.1f} | "
                    f"{r['h2d_ms']:.2f} | {r['d2h_ms']:.2f} | {r['gpu_peak_mem_mb']:,.0f} | {r['tflops_per_s']:.1f} | "
                    f"{r['pct_fp16_peak']:.1f} |")
@@ -27,7 +39,8 @@ def bench_table(path: Path) -> str:
 
 def compare_table(path: Path) -> str:
     data = json.loads(path.read_text())
-    out = ["| candidate | image | size | mean cos | p0.1 cos | min cos | rel. L2 | max abs | label agr. % | verdict |",
+    out = [f"`{path.name}` · {data['created']} · reference {data['reference']['side']}", "",
+           "| candidate | image | size | mean cos | p0.1 cos | min cos | rel. L2 | max abs | label agr. % | verdict |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for pair in data["pairs"]:
         for r in pair["items"] + [{**pair["aggregate"], "image": "all", "input": "", "passed": pair["passed"]}]:
@@ -37,13 +50,34 @@ def compare_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def variant_plots(folder: Path, files: list[Path]) -> list[Path]:
+    """Per variant: GPU p50 vs square size, one line per backend/precision/batch (static-shape headline
+    runs and the 480x640 extras are tables only)."""
+    by_variant: dict[str, list[dict]] = {}
+    for path in files:
+        if "static" in path.stem:
+            continue
+        for r in ok_records(path):
+            if r["height"] == r["width"]:
+                label = r["backend"] + (" +graph" if r.get("cuda_graph") else "")
+                by_variant.setdefault(r["variant"], []).append({**r, "size": r["height"], "backend": label})
+    written = []
+    for variant, rows in sorted(by_variant.items()):
+        for batch in sorted({r["batch"] for r in rows}):
+            path = folder / f"latency_{variant}_b{batch}.png"
+            latency_plot([r for r in rows if r["batch"] == batch], path, y="gpu_ms_p50",
+                         group=("backend", "precision"),
+                         title=f"{variant}, batch {batch}: GPU p50 latency per call (H100, CUDA events)")
+            written.append(path)
+    return written
+
+
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
-    for path in sorted(folder.glob("bench_*.json")):
-        print(f"\n#### {path.name}\n\n{bench_table(path)}")
-        recs = [r for r in json.loads(path.read_text())["records"] if r["status"] == "ok"]
-        if len(recs) > 1:
-            latency_plot([{**r, "size": r["height"]} for r in recs], folder / (path.stem + ".png"),
-                         y="gpu_ms_p50", title=path.stem)
+    benches = sorted(folder.glob("bench_*.json"))
+    for path in benches:
+        print(f"\n#### {path.stem}\n\n{bench_table(path)}")
     for path in sorted(folder.glob("compare_*.json")):
-        print(f"\n#### {path.name}\n\n{compare_table(path)}")
+        print(f"\n#### {path.stem}\n\n{compare_table(path)}")
+    for path in variant_plots(folder, benches):
+        print(f"\nwrote {path}", file=sys.stderr)

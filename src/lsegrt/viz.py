@@ -347,13 +347,14 @@ def latency_plot(
         label = " / ".join(str(v) for v in gkey if v is not None) or "all"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     if logy:
-        from matplotlib.ticker import FuncFormatter, LogLocator
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_yscale("log")
         # Latencies usually span less than two decades; 1-2-5 ticks in plain numbers stay readable
         # where default 10^k labels would leave only one or two labelled ticks.
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())  # else a range under a decade labels minors as 3×10⁰
     if not numeric:
         ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_xlabel(x)
