@@ -18,6 +18,8 @@
 # Every bench/compare writes straight under $OUT, so a phase cut short by its time limit (or the call by
 # the command limit) still returns what it measured: bench rewrites its JSON after every configuration.
 # At most 8 files come back per call: bench writes json+csv+png (3 files), compare only its JSON here.
+# In docs/measurements, $OUT/compile_P_V/bench.json is kept as bench_compile_P_V.json and
+# $OUT/static_V/bench.json as bench_compile_static_V.json; the other names are kept as they are.
 #
 # Compile notes: `--option dynamic=true` compiles once for symbolic H/W, but torch specializes size-1
 # dimensions, so batch 1 and batch 8 are two compiles (≈95 s each for ViT-L/16 on an H100). 480x640 comes
@@ -63,7 +65,7 @@ for phase in "${@:-eager}"; do
       for v in vit_l16 rn101; do
         timeout 90 $L bench --variant $v --backend torch --precision fp32 --precision fp16 --batch 1 --batch 8 \
           --size 480x640 $T --out "/tmp/e640_$v" 2>&1 | quiet | tail -8
-        cp "/tmp/e640_$v/bench.json" "$OUT/bench_torch640_$v.json"
+        cp "/tmp/e640_$v/bench.json" "$OUT/bench_torch480x640_$v.json"
       done ;;
     fidelity)
       timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" --candidate torch:fp16 --candidate compile:fp16 \
