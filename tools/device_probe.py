@@ -1,6 +1,6 @@
 """One-shot GPU probe: does lsegrt import and run on the device image, and what do compiles cost?
 
-    python tools/device_probe.py [--aoti-only]
+    python tools/device_probe.py [compile] [aoti] [tf32]      (default: compile aoti)
 
 Run on the lent GPU machine (see docs/BENCHMARKS.md for how). Prints a short table; writes JSON to $OUT.
 """
@@ -82,11 +82,48 @@ def probe_aoti() -> None:
         print(dev, "returncode", p.returncode, p.stdout.strip().replace("\n", " | "), flush=True)
 
 
+def probe_tf32() -> None:
+    """How far does PyTorch's default fp32 (cuDNN convolutions in TF32) move the features?
+
+    Per variant, on the bundled chelsea photo at 384: eager fp32 with TF32 convolutions (PyTorch's
+    default) and compile fp32 (static shape) with and without, against eager fp32 with TF32 off
+    everywhere; plus the eager latencies of both settings.
+    """
+    from skimage import data
+
+    def rel(a, b):
+        return {"rel_l2": float((a - b).norm() / b.norm()), "mean_cos": float((a * b).sum(1).mean()),
+                "min_cos": float((a * b).sum(1).min())}
+
+    res["cudnn_allow_tf32_default"] = torch.backends.cudnn.allow_tf32
+    res["matmul_allow_tf32_default"] = torch.backends.cuda.matmul.allow_tf32
+    for variant in ("vit_l16", "rn101"):
+        model = lsegrt.random_model(variant, device="cuda")
+        x = model.preprocess(data.chelsea(), size=384).cuda()
+        eager = Encoder.open("torch", checkpoint=model, device="cuda", precision="fp32")
+        compiled = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp32")
+        out = {}
+        for tf32 in (False, True):
+            torch.backends.cudnn.allow_tf32 = tf32
+            out[f"eager_tf32{tf32}"] = eager(x)
+            out[f"compile_tf32{tf32}"] = compiled(x)
+            res[f"{variant}_eager_tf32{tf32}_ms"] = timed(eager, x, 20)
+        torch.backends.cudnn.allow_tf32 = True
+        ref = out["eager_tf32False"]
+        for name, y in out.items():
+            res[f"{variant}_{name}_vs_strict_eager"] = rel(y, ref)
+        res[f"{variant}_compile_tf32True_vs_eager_tf32True"] = rel(out["compile_tf32True"], out["eager_tf32True"])
+        print(json.dumps({k: v for k, v in res.items() if k.startswith(variant)}, indent=1), flush=True)
+        del model, eager, compiled, out
+        torch.cuda.empty_cache()
+
+
 if __name__ == "__main__":
-    aoti_only = "--aoti-only" in sys.argv[1:]
-    if not aoti_only:
-        probe_compile()
-    probe_aoti()
+    what = [a.lstrip("-") for a in sys.argv[1:]] or ["compile", "aoti"]
+    if "aoti-only" in what:  # the older spelling
+        what = ["aoti"]
+    for name in what:
+        {"compile": probe_compile, "aoti": probe_aoti, "tf32": probe_tf32}[name]()
     print(json.dumps(res, indent=1))
-    with open(os.path.join(OUT, "aoti_probe.json" if aoti_only else "probe.json"), "w") as f:
+    with open(os.path.join(OUT, "probe_" + "_".join(what) + ".json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -14,6 +14,7 @@
 #                                                batch 1 at 384 and 1024: the latency headline
 #   bash tools/gpu_run.sh autotune:V             the same at 384 with Inductor's max-autotune (GEMM autotuning)
 #   bash tools/gpu_run.sh aoti                   does an AOTInductor package load on this image? (tiny model)
+#   bash tools/gpu_run.sh tf32                   how far TF32 convolutions (PyTorch's fp32 default) move the features
 #
 # Every bench/compare writes straight under $OUT, so a phase cut short by its time limit (or the call by
 # the command limit) still returns what it measured: bench rewrites its JSON after every configuration.
@@ -72,7 +73,9 @@ for phase in "${@:-eager}"; do
         --candidate compile:fp32 $FID_SIZES $CG --option dynamic=true --out "/tmp/f_$v" 2>&1 | quiet | tail -24
       cp "/tmp/f_$v/compare.json" "$OUT/compare_compile_$v.json" ;;
     aoti)
-      timeout 200 python3 tools/device_probe.py --aoti-only 2>&1 | tail -12 ;;
+      timeout 200 python3 tools/device_probe.py aoti 2>&1 | tail -12 ;;
+    tf32)
+      timeout 300 python3 tools/device_probe.py tf32 2>&1 | grep -v Warning | tail -60 ;;
     eager)
       for v in vit_l16 rn101; do
         timeout 120 $L bench --variant $v --backend torch --precision fp32 --precision fp16 \
