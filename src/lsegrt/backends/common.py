@@ -1,7 +1,9 @@
-"""Helpers shared by backends: resolving the model a backend serves."""
+"""Helpers shared by backends: resolving the model a backend serves, TF32 policy, the engine cache."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,40 @@ def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Modu
             if isinstance(module, torch.nn.ConvTranspose2d):
                 module.float()
     return CastEncoder(enc, DTYPES[precision]).eval()
+
+
+def check_tf32(tf32: Any) -> bool | None:
+    """The ``tf32`` option of the PyTorch backends: None (PyTorch's global setting), True or False."""
+    if tf32 is None or isinstance(tf32, bool):
+        return tf32
+    raise LsegError(f"option tf32={tf32!r}: expected true or false")
+
+
+@contextmanager
+def tf32_scope(tf32: bool | None) -> Iterator[None]:
+    """Allow (True) or forbid (False) TF32 in fp32 matmuls and cuDNN convolutions for one call.
+
+    PyTorch's defaults differ per op family (matmuls IEEE fp32, cuDNN convolutions TF32), and on an
+    H100 TF32 convolutions move LSeg's fp32 features by a relative L2 of 8-9e-4
+    (docs/BENCHMARKS.md), so a strict fp32 reference needs both off. The flags are process-wide:
+    they are set for the call and restored after it, never left changed.
+    """
+    if tf32 is None:
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def tf32_description(tf32: bool | None) -> dict[str, bool]:
+    """The TF32 flags a call runs under, as recorded in describe()."""
+    if tf32 is None:
+        return {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+    return {"tf32_matmul": tf32, "tf32_cudnn": tf32}
 
 
 def require_cuda(device: torch.device, what: str) -> None:

@@ -4,7 +4,8 @@
 into a CUDA graph and replayed, which removes the launch gaps that dominate a ViT-L at small sizes.
 Shapes are static by default (``dynamic=False``): Inductor tunes kernels for the exact size and a new
 size costs one more compile. ``dynamic=True`` compiles once for symbolic batch/H/W (matmuls and convs
-are library calls either way), which is what a sweep over many sizes wants.
+are library calls either way), which is what a sweep over many sizes wants. ``tf32`` is as for the
+`torch` backend; the flags are in effect when a shape is compiled and captured as well as when it runs.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import torch
 
 from ..errors import LsegError
 from .base import Encoder
-from .common import encoder_module, resolve_model
+from .common import check_tf32, encoder_module, resolve_model, tf32_description, tf32_scope
 
 
 class CompiledEncoder(Encoder):
     name = "compile"
 
     def __init__(self, model, device, precision: str, cuda_graph: bool = False, mode: str | None = None,
-                 dynamic: bool = False):
+                 dynamic: bool = False, tf32: bool | None = None):
         super().__init__(device, precision)
+        self.tf32 = check_tf32(tf32)
         if cuda_graph and self.device.type != "cuda":
             raise LsegError("--cuda-graph needs a CUDA device")
         self.model = model
@@ -33,18 +35,19 @@ class CompiledEncoder(Encoder):
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
-               cuda_graph=False, mode=None, dynamic=False, **options):
+               cuda_graph=False, mode=None, dynamic=False, tf32=None, **options):
         if engine is not None:
             raise LsegError("the compile backend compiles a checkpoint, not an engine file; use --checkpoint")
-        return cls(resolve_model(checkpoint, device, variant), device, precision, cuda_graph, mode, dynamic)
+        return cls(resolve_model(checkpoint, device, variant), device, precision, cuda_graph, mode, dynamic, tf32)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        out = self.module(x)
+        with tf32_scope(self.tf32):
+            out = self.module(x)
         # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy
         return out.clone() if self.cuda_graph else out
 
     def describe(self):
         return {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic,
-                "cuda_graph": self.cuda_graph, "torch": torch.__version__}
+                "cuda_graph": self.cuda_graph, "torch": torch.__version__, **tf32_description(self.tf32)}

@@ -87,7 +87,8 @@ def add_backend_args(parser: argparse.ArgumentParser, default_backend: str = "to
 def add_option_arg(group) -> None:
     group.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="backend option passed to Encoder.open, e.g. dynamic=true (compile: one "
-                            "compile for all shapes), mode=max-autotune (repeatable)")
+                            "compile for all shapes), mode=max-autotune, tf32=false (torch/compile: strict "
+                            "IEEE fp32; unset follows PyTorch, whose cuDNN convolutions use TF32) (repeatable)")
 
 
 def _option_value(text: str) -> Any:
