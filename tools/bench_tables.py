@@ -51,8 +51,8 @@ def compare_table(path: Path) -> str:
 
 
 def variant_plots(folder: Path, files: list[Path]) -> list[Path]:
-    """Per variant: GPU p50 vs square size, one line per backend/precision/batch (static-shape headline
-    runs and the 480x640 extras are tables only)."""
+    """Per variant and batch: GPU p50 vs square size, one line per backend/precision (static-shape
+    headline runs and the 480x640 extras are tables only)."""
     by_variant: dict[str, list[dict]] = {}
     for path in files:
         if "static" in path.stem:
