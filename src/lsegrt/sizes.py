@@ -89,15 +89,16 @@ def target_size(image_hw: Sequence[int], size: int | Sequence[int]) -> tuple[int
     return _round_to_multiple(h * scale), _round_to_multiple(w * scale)
 
 
-def to_model_input(
-    image: np.ndarray, hw: Sequence[int], mean: Sequence[float], std: Sequence[float]
-) -> "torch.Tensor":
-    """``(H0, W0, 3) uint8`` RGB → ``(1, 3, H, W) float32`` normalized model input.
+def model_pixels(image: np.ndarray, hw: Sequence[int]) -> "torch.Tensor":
+    """``(H0, W0, 3) uint8`` RGB → model-size pixels before normalization.
 
-    Resizes with ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
-    antialias=True)`` in float32: the same triangle filter as PIL's BILINEAR (antialiased when
-    shrinking), without PIL's rounding back to uint8. Then ``(x / 255 - mean) / std`` per channel
-    (spec §7: mean = std = 0.5 for ViT checkpoints, ImageNet statistics for ResNet ones).
+    Same size: the image itself as ``(H, W, 3) uint8`` (no resampling, 4× fewer bytes to move).
+    Other size: ``(3, H, W) float32`` in 0..255, resized with ``torch.nn.functional.interpolate(
+    mode="bilinear", align_corners=False, antialias=True)`` in float32: the same triangle filter as
+    PIL's BILINEAR (antialiased when shrinking), without PIL's rounding back to uint8.
+    :func:`normalize` turns either into the model input; the extraction pipeline runs this part in its
+    decode workers and :func:`normalize` on the device, so it computes exactly what
+    :func:`to_model_input` computes.
     """
     import torch
     import torch.nn.functional as F
@@ -110,9 +111,38 @@ def to_model_input(
     h, w = (int(v) for v in hw)
     if not image.flags.writeable:  # PIL hands out read-only arrays; torch warns on those
         image = image.copy()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
-    if (h, w) != tuple(image.shape[:2]):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+    pixels = torch.from_numpy(np.ascontiguousarray(image))
+    if (h, w) == tuple(image.shape[:2]):
+        return pixels
+    x = pixels.permute(2, 0, 1)[None].to(torch.float32)
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def normalize(pixels: "torch.Tensor", mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":
+    """``(B, 3, H, W)`` pixels in 0..255 (any dtype) → float32 ``(x / 255 - mean) / std`` per channel.
+
+    Spec §7: mean = std = 0.5 for ViT checkpoints, ImageNet statistics for ResNet ones.
+    """
+    import torch
+
+    x = pixels.to(torch.float32)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, 3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, 3, 1, 1)
     return ((x / 255.0 - mean_t) / std_t).contiguous()
+
+
+def as_chw(pixels: "torch.Tensor") -> "torch.Tensor":
+    """:func:`model_pixels` output → a ``(3, H, W)`` view (``(H, W, 3)`` uint8 is permuted, not copied)."""
+    import torch
+
+    return pixels.permute(2, 0, 1) if pixels.dtype == torch.uint8 else pixels
+
+
+def to_model_input(
+    image: np.ndarray, hw: Sequence[int], mean: Sequence[float], std: Sequence[float]
+) -> "torch.Tensor":
+    """``(H0, W0, 3) uint8`` RGB → ``(1, 3, H, W) float32`` normalized model input.
+
+    :func:`model_pixels` (bilinear, antialiased, float32) then :func:`normalize`.
+    """
+    return normalize(as_chw(model_pixels(image, hw))[None], mean, std)
