@@ -246,3 +246,25 @@ def test_variable_rate_by_timestamps(tmp_path):
         for packet in stream.encode(None):
             out.mux(packet)
     assert [i for i, _ in read_video_frames(path, fps=4)] == [0, 4, 5]
+
+
+@pytest.mark.parametrize("degrees, turns", [(90, 1), (-90, 3), (180, 2)])
+def test_display_rotation_applied(tmp_path, degrees, turns):
+    """Phone videos store landscape frames plus a display rotation; frames come out as players show them."""
+    path = tmp_path / f"rot{degrees}.mp4"
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.bit_rate = 4_000_000
+        stream.set_display_rotation(degrees)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame_pixels(0), format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    # FFmpeg's convention (av_display_rotation_get): the angle the display turns the frame counterclockwise.
+    expected = np.rot90(frame_pixels(0), turns)
+    info = probe_video(path)
+    assert (info.height, info.width) == expected.shape[:2]
+    (_, img), = read_video_frames(path)
+    assert img.shape == expected.shape
+    assert np.abs(img.astype(np.int16) - expected.astype(np.int16)).mean() < 12

@@ -41,7 +41,7 @@ _MAX_CONSECUTIVE_ERRORS = 64
 class VideoInfo:
     """What the container says about its first video stream.
 
-    ``frames`` is the container's frame count (``None`` when the container does not record one, e.g.
+    ``width``/``height`` are those of the yielded (upright) frames; ``frames`` is the container's frame count (``None`` when the container does not record one, e.g.
     some .webm/.mkv files); ``fps`` the nominal frame rate; ``duration`` seconds (``None`` if unknown).
     """
 
@@ -84,15 +84,43 @@ def _nominal_fps(stream) -> float:
     return 0.0
 
 
+def _quarter_turns(frame) -> int:
+    # The display matrix (phone videos shot in portrait) as counterclockwise quarter turns, which is how
+    # players show the frame; other angles do not occur in practice and are left alone, like flips.
+    try:
+        angle = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    turns, rest = divmod(round(angle), 90)
+    return turns % 4 if rest == 0 else 0
+
+
+def _upright(frame) -> np.ndarray:
+    """Decoded frame → ``(H, W, 3) uint8`` RGB as a player shows it (display rotation applied)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb)
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's header → :class:`VideoInfo`; a missing or unreadable file raises :class:`LsegError`."""
+    """Read a video's header and first frame → :class:`VideoInfo`.
+
+    ``width``/``height`` are those of the frames :func:`read_video_frames` yields, i.e. after the
+    display rotation. A missing, unreadable or frameless file raises a one-line :class:`LsegError`.
+    """
+    av = _av()
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        ctx = stream.codec_context
-        width, height = int(ctx.width or 0), int(ctx.height or 0)
-        if width <= 0 or height <= 0:
-            raise LsegError(f"cannot read video {path}: its video stream has no frame size")
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise LsegError(f"cannot read video {path}: {_one_line(exc)}") from exc
+        if first is None:
+            raise LsegError(f"cannot read video {path}: no frame could be decoded")
+        width, height = int(first.width), int(first.height)
+        if _quarter_turns(first) % 2:
+            width, height = height, width
         fps = _nominal_fps(stream)
         duration = None
         if stream.duration is not None and stream.time_base is not None:
@@ -207,6 +235,6 @@ def read_video_frames(
                     continue
                 if index in skip:
                     continue
-                yield index, np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                yield index, _upright(frame)
     finally:
         container.close()
