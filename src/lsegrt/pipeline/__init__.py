@@ -1,0 +1,1 @@
+"""Dataset-scale feature extraction (sources, stages, dataset writer)."""
