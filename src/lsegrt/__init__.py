@@ -13,4 +13,16 @@ from .api import LSegModel, load, random_model, split_labels  # noqa: E402
 from .backends.base import Encoder  # noqa: E402
 from .errors import LsegError  # noqa: E402
 
-__all__ = ["Encoder", "LSegModel", "LsegError", "load", "random_model", "split_labels", "__version__"]
+__all__ = ["Encoder", "LSegModel", "LsegError", "extract", "load", "open_features", "random_model", "split_labels",
+           "__version__"]
+
+_LAZY = {"extract": "lsegrt.pipeline.run", "open_features": "lsegrt.pipeline.read"}
+
+
+def __getattr__(name: str):
+    # The pipeline (DataLoader, threads, safetensors) loads on first use: `import lsegrt` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lsegrt' has no attribute {name!r}")

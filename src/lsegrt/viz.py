@@ -53,11 +53,10 @@ def save_png(image: Image.Image | np.ndarray, path: str | os.PathLike, pnginfo=N
         image.save(tmp, format="PNG", pnginfo=pnginfo)
 
 
-def label_map_png(labels: np.ndarray, path: str | os.PathLike, names: Sequence[str]) -> None:
-    """Write ``(H, W)`` int label ids as an indexed (mode "P") PNG: pixel value = label id.
-
-    Colours come from :func:`palette`; ``names`` is stored in the PNG text chunk ``labels`` (JSON).
-    """
+def label_map_image(labels: np.ndarray, names: Sequence[str]):
+    """``(H, W)`` int label ids → ``(indexed PIL image, PngInfo)``: pixel value = label id, colours from
+    :func:`palette`, ``names`` in the PNG text chunk ``labels`` (JSON). Shared by ``segment`` and
+    ``extract --labels``."""
     from PIL import PngImagePlugin
 
     labels = np.asarray(labels)
@@ -69,10 +68,16 @@ def label_map_png(labels: np.ndarray, path: str | os.PathLike, names: Sequence[s
         )
     if len(names) > 256:
         raise LsegError(f"an indexed PNG holds at most 256 labels, got {len(names)}")
-    img = Image.fromarray(labels.astype(np.uint8))  # "L"; putpalette turns it into "P"
+    img = Image.fromarray(labels.astype(np.uint8, copy=False))  # "L"; putpalette turns it into "P"
     img.putpalette(palette(max(len(names), 1)).ravel().tolist())
     info = PngImagePlugin.PngInfo()
     info.add_text("labels", json.dumps(list(names)))
+    return img, info
+
+
+def label_map_png(labels: np.ndarray, path: str | os.PathLike, names: Sequence[str]) -> None:
+    """Write ``(H, W)`` int label ids as an indexed (mode "P") PNG (see :func:`label_map_image`)."""
+    img, info = label_map_image(labels, names)
     save_png(img, path, pnginfo=info)
 
 

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-VERBS = ("encode", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "info")
+VERBS = ("encode", "extract", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "info")
 
 
 class _Parser(argparse.ArgumentParser):
