@@ -78,3 +78,32 @@ def test_encode_through_an_encoder(tmp_path, run_cli, precision):
     assert code == 0, err
     assert f"torch {precision}" in stdout
     assert _unit(np.load(out))
+
+
+def test_encode_same_names_in_different_folders(tmp_path, run_cli, chelsea):
+    from PIL import Image
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(chelsea[:64, :96]).save(tmp_path / sub / "x.jpg")
+    Image.fromarray(chelsea[:64, :64]).save(tmp_path / "a" / "x-2.jpg")  # would collide with a renamed 'x-2'
+    out = tmp_path / "feats"
+    code, stdout, err = run_cli("encode", tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a" / "x-2.jpg",
+                                "--variant", "vit_tiny", "--size", "64", "--out", out)
+    assert code == 0, err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.npy"))
+    assert written == ["a/x-2.npy", "a/x.npy", "b/x.npy"]
+    assert "(3 files)" in stdout
+    assert not np.array_equal(np.load(out / "a" / "x.npy"), np.load(out / "a" / "x-2.npy"))
+
+
+def test_encode_never_replaces_an_input(tmp_path, run_cli):
+    (tmp_path / "f.npy").write_bytes(b"an input the user named explicitly")
+    code, _, err = run_cli("encode", tmp_path / "f.npy", "--variant", "vit_tiny", "--out", tmp_path)
+    assert code == 2 and "would replace an input" in err
+    assert (tmp_path / "f.npy").read_bytes() == b"an input the user named explicitly"
+
+
+def test_encode_checks_the_output_suffix_first(tmp_path, run_cli):
+    code, _, err = run_cli("encode", tmp_path / "missing.jpg", "--variant", "vit_tiny", "--out", tmp_path / "x.pt")
+    assert code == 2 and "expected FILE.npy, FILE.safetensors or a folder" in err
