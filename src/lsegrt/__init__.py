@@ -13,10 +13,11 @@ from .api import LSegModel, load, random_model, split_labels  # noqa: E402
 from .backends.base import Encoder  # noqa: E402
 from .errors import LsegError  # noqa: E402
 
-__all__ = ["Encoder", "LSegModel", "LsegError", "extract", "load", "open_features", "random_model", "split_labels",
-           "__version__"]
+__all__ = ["Encoder", "LSegModel", "LsegError", "extract", "extract_ray", "load", "open_features", "random_model",
+           "split_labels", "__version__"]
 
-_LAZY = {"extract": "lsegrt.pipeline.run", "open_features": "lsegrt.pipeline.read"}
+_LAZY = {"extract": "lsegrt.pipeline.run", "extract_ray": "lsegrt.pipeline.ray_extract",
+         "open_features": "lsegrt.pipeline.read"}
 
 
 def __getattr__(name: str):

@@ -62,6 +62,14 @@ def add_parser(subparsers) -> None:
     run.add_argument("--shard", metavar="I/N",
                      help="do shard I of N (default: torchrun's RANK/WORLD_SIZE, else all)")
     run.add_argument("--json", metavar="FILE", help="also write the run summary to FILE")
+    ray = p.add_argument_group("Ray (pip install 'lsegrt[ray]')")
+    ray.add_argument("--ray", action="store_true",
+                     help="run on a Ray cluster: decode tasks + a pool of encoder actors, same dataset folder")
+    ray.add_argument("--ray-address", metavar="ADDR", help="cluster to join (default: RAY_ADDRESS, else a local one)")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="encoder actors (default: the cluster's GPUs ÷ --ray-gpus, 1 without GPUs)")
+    ray.add_argument("--ray-gpus", type=float, metavar="G",
+                     help="GPUs per actor (default 1 when the cluster has GPUs, else 0: CPU actors)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar/lines")
     add_model_args(p)
     add_backend_args(p)
@@ -80,16 +88,24 @@ def run_extract(args: argparse.Namespace) -> int:
 
         check_output_path(args.json)
     device = None if args.device in (None, "", "auto") else args.device
-    summary = extract(
-        inputs, args.out, checkpoint=args.checkpoint, variant=args.variant, device=device, resume=args.resume,
-        overwrite=args.overwrite, shard=args.shard, glob=args.glob, recursive=args.recursive,
-        progress=not args.no_progress, say=say,
-        size=args.size, batch_size=args.batch_size, workers=args.workers, writers=args.writers,
-        backend=args.backend, precision=args.precision, engine=args.engine, backend_options=backend_options(args),
-        dtype=args.dtype, stride=args.stride, pca=args.pca, pca_sample=args.pca_sample, pca_basis=args.pca_basis,
-        labels=args.labels, scores=args.scores, features=False if args.no_features else None,
-        multiscale=args.multiscale, video_stride=args.video_stride, video_fps=args.video_fps,
-    )
+    common = dict(checkpoint=args.checkpoint, variant=args.variant, resume=args.resume, overwrite=args.overwrite,
+                  glob=args.glob, recursive=args.recursive, progress=not args.no_progress, say=say,
+                  size=args.size, batch_size=args.batch_size, writers=args.writers,
+                  backend=args.backend, precision=args.precision, engine=args.engine,
+                  backend_options=backend_options(args), dtype=args.dtype, stride=args.stride, pca=args.pca,
+                  pca_sample=args.pca_sample, pca_basis=args.pca_basis, labels=args.labels, scores=args.scores,
+                  features=False if args.no_features else None, multiscale=args.multiscale,
+                  video_stride=args.video_stride, video_fps=args.video_fps)
+    if args.ray:
+        from ..pipeline.ray_extract import extract_ray
+
+        if args.shard or device or args.workers is not None:
+            raise LsegError("--ray places work itself: drop --shard, --device and --workers "
+                            "(use --ray-actors / --ray-gpus)")
+        summary = extract_ray(inputs, args.out, concurrency=args.ray_actors, num_gpus=args.ray_gpus,
+                              address=args.ray_address, **common)
+    else:
+        summary = extract(inputs, args.out, device=device, shard=args.shard, workers=args.workers, **common)
     for line in describe_summary(summary):
         say(line)
     if args.json:
