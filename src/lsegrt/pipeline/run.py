@@ -64,7 +64,7 @@ class ExtractSummary:
     frames_per_s: float = 0.0  # written / wall
     steady_frames_per_s: float | None = None  # after the first frame was durable
     peak_rss_bytes: int = 0  # this process
-    peak_rss_workers_bytes: int = 0  # the largest decode worker
+    peak_rss_children_bytes: int = 0  # the largest child process that ended (decode or compile workers)
     utilisation: dict[str, float] = field(default_factory=dict)
     pca_explained: float | None = None
 
@@ -486,7 +486,7 @@ class Extraction:
         summary.frames_per_s = round(counters.written / max(wall, 1e-9), 2)
         summary.utilisation = utilisation()
         summary.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        summary.peak_rss_workers_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        summary.peak_rss_children_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         return summary
 
 
@@ -517,7 +517,7 @@ def describe_summary(s: ExtractSummary) -> list[str]:
              + (f" ({s.steady_frames_per_s:.2f} frames/s after the first)" if s.steady_frames_per_s else ""),
              f"start-up {s.startup_s:.1f} s, time to first frame "
              + (f"{s.time_to_first_frame_s:.1f} s" if s.time_to_first_frame_s is not None else "-")
-             + f"; peak RSS {format_bytes(s.peak_rss_bytes)} (decode worker {format_bytes(s.peak_rss_workers_bytes)})",
+             + f"; peak RSS {format_bytes(s.peak_rss_bytes)} (largest child process {format_bytes(s.peak_rss_children_bytes)})",
              f"busy: {format_utilisation(s.utilisation)}"]
     return lines
 

@@ -171,7 +171,9 @@ class Store:
             raise LsegError(f"output folder's parent does not exist: {root.parent} (create it first)")
         names = [p.name for p in root.iterdir()] if root.is_dir() else []
         existing = self.read_config()
-        if names and existing is None and not all(n.startswith(f".{DATASET_JSON}") for n in names):
+        # Only lsegrt's own names (another shard creating the same dataset right now, or a run killed
+        # before its dataset.json was durable) is not a foreign folder.
+        if names and existing is None and not all(self._ours(n) for n in names):
             raise LsegError(f"output folder {root} is not empty and is not an lsegrt dataset; "
                             "choose a new or empty folder")
         if existing is not None and overwrite:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# GPU benchmark of `lsegrt extract` (issue 8): see tools/extract_bench.py for what it measures.
+# Run from the repository root on the lent GPU machine; wheels carried in .whl are installed as in
+# tools/gpu_run.sh. Results: $OUT/extract_bench.json and $OUT/extract_bench.log (2 files).
+#
+#   bash tools/extract_bench.sh                       # all modes, ~2,000 frames (fits one 10-minute call)
+#   bash tools/extract_bench.sh --modes labels,ceiling  # a subset
+#   EXTRACT_BENCH_CPU=1 OUT=/tmp/xb bash tools/extract_bench.sh   # CPU dry run (vit_tiny, 20 frames)
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+CPU=()
+[ "${EXTRACT_BENCH_CPU:-0}" = 1 ] && CPU=(--cpu)
+exec python3 tools/extract_bench.py --out "$OUT" "${CPU[@]}" "$@"
