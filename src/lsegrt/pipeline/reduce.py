@@ -71,6 +71,15 @@ def label_map(features: torch.Tensor, text: torch.Tensor, hw0: tuple[int, int]) 
     return resize_logits(logits(features, text), hw0)[0].argmax(0).to(torch.uint8)
 
 
+def per_frame(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to each frame of ``x`` (B, ...) on its own, results concatenated.
+
+    A batched einsum is one GEMM over every frame's pixels, and its last bits depend on how many frames
+    share it and where each sits. Run per frame, a frame's result depends on that frame alone, so runs
+    that batch differently (shards, torchrun, Ray, a resume) store the same bytes."""
+    return torch.cat([fn(x[i:i + 1]) for i in range(x.shape[0])])
+
+
 @torch.inference_mode()
 def reduce_batch(features: torch.Tensor, n: int, hw0s: list[tuple[int, int]], spec: ReduceSpec
                  ) -> dict[str, Any]:
@@ -79,9 +88,10 @@ def reduce_batch(features: torch.Tensor, n: int, hw0s: list[tuple[int, int]], sp
     out: dict[str, Any] = {}
     real = features[:n]
     if spec.features:
-        out["features"] = stored_features(real, spec).to(spec.dtype)
+        out["features"] = (per_frame(lambda f: stored_features(f, spec), real) if spec.pca is not None
+                           else stored_features(real, spec)).to(spec.dtype)
     if spec.scores:
-        out["scores"] = scores(real, spec.text, spec.stride).to(spec.dtype)
+        out["scores"] = per_frame(lambda f: scores(f, spec.text, spec.stride), real).to(spec.dtype)
     if spec.labels:
         out["labels"] = [label_map(real[i:i + 1], spec.text, hw0s[i]) for i in range(n)]
     return out
