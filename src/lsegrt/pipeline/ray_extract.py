@@ -21,6 +21,7 @@ Actors use ``num_gpus`` GPUs each (default 1 when the cluster has GPUs, else 0: 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -33,7 +34,8 @@ from ..errors import LsegError, require
 from .options import ExtractOptions
 from .sources import Shard, Unit
 
-_COLUMNS = ("frame_id", "source", "index", "order", "h0", "w0", "h", "w", "pixels", "pixel_dtype", "skipped")
+_COLUMNS = ("frame_id", "source", "index", "order", "h0", "w0", "h", "w", "pixels", "pixel_dtype", "skipped",
+            "decode_s")
 
 
 def _ray():
@@ -61,6 +63,7 @@ def _as_columns(records: list[dict[str, Any]]) -> dict[str, list]:
         cols["order"].append(int(r["order"]))
         skipped = r.get("skipped")
         cols["skipped"].append(skipped or "")
+        cols["decode_s"].append(float(r.get("decode_s", 0.0)))
         if skipped:
             for c in ("h0", "w0", "h", "w"):
                 cols[c].append(0)
@@ -113,7 +116,7 @@ def _records(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         shape = (h, w, 3) if dtype == np.uint8 else (3, h, w)
         array = np.frombuffer(batch["pixels"][k], dtype=dtype).reshape(shape).copy()
         rec.update(hw0=(int(batch["h0"][k]), int(batch["w0"][k])), hw=(h, w), pixels=torch.from_numpy(array),
-                   decode_s=0.0)
+                   decode_s=float(batch["decode_s"][k]))
         out.append(rec)
     return out
 
@@ -167,6 +170,7 @@ class _EncodeActor:
         self.black = self.stage.mean.neg() / self.stage.std
         self.seq = self.run.state.next_seq
         self.times = StageTimes({"decode": 1, "write": opts.writers})
+        self.idle_since = time.perf_counter()
         self.counters = _Counters()
         self.pool = self.downloader = None
         if self.cuda:
@@ -185,7 +189,9 @@ class _EncodeActor:
         from .write import Job, Writer
 
         opts, stage, spec = self.opts, self.stage, self.spec
+        self.times.add("wait", time.perf_counter() - self.idle_since)
         records = _records(batch)
+        self.times.add("decode", sum(r.get("decode_s", 0.0) for r in records))
         before = self.counters.bytes
         writer = Writer(self.run.out, self.run.shard, self.seq, threads=opts.writers, times=self.times,
                         label_names=opts.labels, on_done=self.counters.done,
@@ -231,9 +237,12 @@ class _EncodeActor:
                 if error is None:
                     raise
             self.seq = writer.seq
+            self.idle_since = time.perf_counter()
         n = len(records)
+        busy = json.dumps(self.times.busy)  # cumulative: the driver keeps each slot's latest
         return {"frame_id": [r["frame_id"] for r in records], "skipped": ["skipped" in r for r in records],
-                "slot": [self.slot] * n, "bytes": [self.counters.bytes - before if i == 0 else 0 for i in range(n)]}
+                "slot": [self.slot] * n, "bytes": [self.counters.bytes - before if i == 0 else 0 for i in range(n)],
+                "busy": [busy] * n}
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -318,6 +327,13 @@ def extract_ray(
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise LsegError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
     parts = video_parts or concurrency
+    cpus, gpus = float(ray.cluster_resources().get("CPU", 0)), _cluster_gpus(ray)
+    need_cpus, need_gpus = concurrency * actor_cpus + decode_cpus, concurrency * num_gpus
+    if need_cpus > cpus or need_gpus > gpus:
+        # Actors hold their CPUs for the whole run: without one left for decode tasks nothing moves.
+        say(f"warning: {concurrency} actors × ({actor_cpus} CPU, {num_gpus} GPU) + decode tasks ({decode_cpus} CPU) "
+            f"need {need_cpus:g} CPUs and {need_gpus:g} GPUs; the cluster has {cpus:g} and {gpus:g} now: the run "
+            "waits until nodes join (lower --ray-actors otherwise)")
     ctx = ray.data.DataContext.get_current()
     # lsegrt draws its own progress; Ray Data's bars and per-operator log lines would interleave with it.
     ctx.enable_progress_bars = False
@@ -347,15 +363,20 @@ def extract_ray(
                                    "recursive": recursive, "device": device, "slots": slots,
                                    "world": concurrency})
         bar = Progress(total, enabled=progress is not False, say=say)
+        busy: dict[int, dict[str, float]] = {}
+        t_run = time.perf_counter()
         try:
             for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 n_skip = int(np.sum(rows["skipped"]))
                 written += len(rows["skipped"]) - n_skip
                 skipped += n_skip
                 nbytes += int(np.sum(rows["bytes"]))
+                for slot, text in zip(rows["slot"], rows["busy"]):
+                    busy[int(slot)] = json.loads(str(text))
                 if first_t is None and written:
                     first_t, first_written = time.perf_counter(), written
-                bar.update(written, skipped, {})
+                summary.utilisation = _utilisation(busy, concurrency, opts.writers, time.perf_counter() - t_run)
+                bar.update(written, skipped, summary.utilisation)
         finally:
             bar.close()
             ray.kill(slots)
@@ -372,6 +393,15 @@ def extract_ray(
         "written": written, "skipped": skipped, "bytes_written": nbytes, "wall_s": summary.wall_s,
         "frames_per_s": summary.frames_per_s})
     return summary
+
+
+def _utilisation(busy: dict[int, dict[str, float]], actors: int, writers: int, wall: float) -> dict[str, float]:
+    """Each stage's busy seconds summed over actors ÷ (actors × its capacity × wall): the pool's share."""
+    from .timing import STAGES
+
+    capacity = {s: 1 for s in STAGES} | {"write": writers}
+    return {s: round(min(1.0, sum(b.get(s, 0.0) for b in busy.values()) / (max(wall, 1e-9) * actors * capacity[s])), 3)
+            for s in STAGES}
 
 
 def _option_dict(opts: ExtractOptions) -> dict[str, Any]:
