@@ -250,7 +250,8 @@ class Extraction:
                 time.sleep(1.0)
             return load_basis(path)
         if self.units is not None:
-            basis = self._fit_pca(stage, spread_sample(self.units, self.opts.pca_sample, self.opts.video_stride, self.opts.video_fps), None)
+            sample = spread_sample(self.units, self.opts.pca_sample, self.opts.video_stride, self.opts.video_fps)
+            basis = self._fit_pca(stage, sample, None)
         else:
             head = list(itertools.islice(self.arrays, self.opts.pca_sample))
             self.arrays = itertools.chain(head, self.arrays)
