@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import lsegrt
 from lsegrt.errors import LsegError

@@ -14,12 +14,9 @@ pushes back. Memory is bounded by those budgets, never by the number of frames.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import resource
-import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,68 +27,15 @@ from .batch import Batch, Batcher
 from .decode import ArrayDataset, UnitDataset, default_workers, frame_loader
 from .encode import DeviceStage
 from .options import DTYPES, ExtractOptions, shard_from
-from .progress import Progress, format_bytes, format_utilisation
+from .progress import Progress, format_bytes
 from .reduce import ReduceSpec, pool, reduce_batch, reduce_logits
-from .sources import Shard, Unit, array_frames, count_video_frames, image_size, resolve_inputs
-from .store import PCA_FILE, SUMMARY_JSON, ResumeState, Store, write_json_durable
-from .timing import STAGE_HELP, Span, StageTimes
+from .sources import Shard, Unit, array_frames, count_video_frames, image_size, resolve_inputs, spread_sample
+from .store import PCA_FILE, ResumeState, Store
+from .summary import Counters, ExtractSummary, describe_summary, write_summaries
+from .timing import Span, StageTimes
 from .write import Job, Writer
 
 _META = ("frame_id", "source", "index", "order", "hw0", "hw")
-
-
-@dataclass
-class ExtractSummary:
-    """What one run (one shard) did; also written as ``summary-<rank>-of-<world>.json`` in the dataset
-    and merged over shards into ``summary.json``."""
-
-    out: str
-    shard: str
-    device: str
-    backend: str
-    precision: str
-    batch_size: int
-    workers: int
-    frames_planned: int | None  # this shard's frames still to do at the start (None: unknown, videos)
-    already_done: int  # frames finished by earlier runs (any shard)
-    written: int = 0
-    skipped: int = 0
-    bytes_written: int = 0
-    bytes_per_frame: dict[str, int] = field(default_factory=dict)
-    wall_s: float = 0.0
-    startup_s: float = 0.0  # start → first batch submitted to the encoder (model load, compile…)
-    time_to_first_frame_s: float | None = None  # start → first frame durable on disk
-    frames_per_s: float = 0.0  # written / wall
-    steady_frames_per_s: float | None = None  # after the first frame was durable
-    peak_rss_bytes: int = 0  # this process
-    peak_rss_children_bytes: int = 0  # the largest child process that ended (decode or compile workers)
-    utilisation: dict[str, float] = field(default_factory=dict)
-    pca_explained: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def exit_code(self) -> int:
-        """0, or 3 when some frames were skipped (unreadable)."""
-        return 3 if self.skipped else 0
-
-
-class _Counters:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.written = self.skipped = self.bytes = 0
-        self.first_t: float | None = None
-        self.first_written = 0
-
-    def done(self, written: int, skipped: int, nbytes: int) -> None:
-        with self.lock:
-            self.written += written
-            self.skipped += skipped
-            self.bytes += nbytes
-            if written and self.first_t is None:
-                self.first_t = time.perf_counter()
-                self.first_written = self.written
 
 
 def _set_inductor_cache() -> None:
@@ -153,42 +97,6 @@ def _load_model(checkpoint: Any, variant: str | None, device: torch.device, say)
     if checkpoint and variant and model.variant != variant:
         raise LsegError(f"{Path(checkpoint).name} is a {model.variant} checkpoint, not variant {variant}")
     return model
-
-
-def _pca_sample_units(units: list[Unit], n: int, opts: ExtractOptions) -> list[Unit]:
-    """``n`` frames spread evenly over the whole run (every shard picks the same ones)."""
-    from .video import probe_video, select_indices
-
-    counts, chosen_idx = [], []
-    for u in units:
-        if u.kind != "video":
-            counts.append(1)
-            chosen_idx.append(None)
-            continue
-        try:
-            idx = select_indices(probe_video(u.path), opts.video_stride, opts.video_fps)
-        except LsegError:
-            idx = None
-        counts.append(len(idx) if idx is not None else n)
-        chosen_idx.append(idx)
-    total = sum(counts)
-    k = min(n, total)
-    picks = sorted({round(i * (total - 1) / max(k - 1, 1)) for i in range(k)})
-    out, start, p = [], 0, 0
-    for u, c, idx in zip(units, counts, chosen_idx):
-        mine = []
-        while p < len(picks) and picks[p] < start + c:
-            mine.append(picks[p] - start)
-            p += 1
-        start += c
-        if not mine:
-            continue
-        if u.kind != "video":
-            out.append(u)
-        else:
-            indices = [idx[m] if idx is not None else m * opts.video_stride for m in mine]
-            out.append(Unit(u.kind, u.path, u.frame_id, u.order, only=frozenset(indices)))
-    return out
 
 
 class Extraction:
@@ -342,7 +250,8 @@ class Extraction:
                 time.sleep(1.0)
             return load_basis(path)
         if self.units is not None:
-            basis = self._fit_pca(stage, _pca_sample_units(self.units, self.opts.pca_sample, self.opts), None)
+            sample = spread_sample(self.units, self.opts.pca_sample, self.opts.video_stride, self.opts.video_fps)
+            basis = self._fit_pca(stage, sample, None)
         else:
             head = list(itertools.islice(self.arrays, self.opts.pca_sample))
             self.arrays = itertools.chain(head, self.arrays)
@@ -384,7 +293,7 @@ class Extraction:
         spec = ReduceSpec(features=bool(opts.features), dtype=getattr(torch, DTYPES[opts.dtype]), stride=opts.stride,
                           pca=basis, text=text, labels=bool(opts.labels), scores=opts.scores)
         times = StageTimes({"decode": max(self.workers, 1), "write": opts.writers})
-        counters = _Counters()
+        counters = Counters()
         pool = downloader = None
         if cuda:
             from .transfer import Downloader, PinnedPool
@@ -490,38 +399,6 @@ class Extraction:
         return summary
 
 
-def _write_summaries(store: Store, summary: ExtractSummary) -> None:
-    shard = store.shard
-    write_json_durable(store.root / f"summary-{shard.rank}-of-{shard.world}.json", summary.to_dict(), shard)
-    parts = []
-    for p in sorted(store.root.glob("summary-*-of-*.json")):
-        try:
-            parts.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
-    merged = {
-        "shards": parts,
-        "written": sum(p.get("written", 0) for p in parts),
-        "skipped": sum(p.get("skipped", 0) for p in parts),
-        "bytes_written": sum(p.get("bytes_written", 0) for p in parts),
-        "wall_s": max((p.get("wall_s", 0) for p in parts), default=0),
-    }
-    merged["frames_per_s"] = round(merged["written"] / max(merged["wall_s"], 1e-9), 2)
-    write_json_durable(store.root / SUMMARY_JSON, merged, shard)
-
-
-def describe_summary(s: ExtractSummary) -> list[str]:
-    """The end-of-run lines: frames, speed, start-up, memory, per-stage utilisation, bytes."""
-    lines = [f"{s.written} frames written, {s.skipped} skipped, {s.already_done} done before; "
-             f"{format_bytes(s.bytes_written)} in {s.wall_s:.1f} s → {s.frames_per_s:.2f} frames/s"
-             + (f" ({s.steady_frames_per_s:.2f} frames/s after the first)" if s.steady_frames_per_s else ""),
-             f"start-up {s.startup_s:.1f} s, time to first frame "
-             + (f"{s.time_to_first_frame_s:.1f} s" if s.time_to_first_frame_s is not None else "-")
-             + f"; peak RSS {format_bytes(s.peak_rss_bytes)} (largest child process {format_bytes(s.peak_rss_children_bytes)})",
-             f"busy: {format_utilisation(s.utilisation)}"]
-    return lines
-
-
 def extract(
     inputs: Any,
     out: str | os.PathLike,
@@ -566,8 +443,8 @@ def extract(
     run = Extraction(inputs, out, opts, checkpoint=checkpoint, variant=variant, device=device, resume=resume,
                      overwrite=overwrite, shard=shard, glob=glob, recursive=recursive, progress=progress, say=say)
     summary = run.run()
-    _write_summaries(run.store, summary)
+    write_summaries(run.store, summary)
     return summary
 
 
-__all__ = ["ExtractSummary", "extract", "describe_summary", "STAGE_HELP"]
+__all__ = ["ExtractSummary", "describe_summary", "extract"]

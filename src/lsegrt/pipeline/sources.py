@@ -298,3 +298,40 @@ def array_frames(frames: Iterable[Any]) -> Iterator[ArrayFrame]:
             raise LsegError(f"frame id {fid!r} given twice")
         seen.add(fid)
         yield ArrayFrame(fid, k, as_rgb_array(array))
+
+
+def spread_sample(units: list[Unit], n: int, video_stride: int = 1, video_fps: float | None = None) -> list[Unit]:
+    """Units covering ``n`` frames spread evenly over all of ``units`` (videos: chosen frames via
+    ``Unit.only``); a pure function of the unit list, so every shard picks the same sample."""
+    from .video import probe_video, select_indices
+
+    counts, chosen_idx = [], []
+    for u in units:
+        if u.kind != "video":
+            counts.append(1)
+            chosen_idx.append(None)
+            continue
+        try:
+            idx = select_indices(probe_video(u.path), video_stride, video_fps)
+        except LsegError:
+            idx = None
+        counts.append(len(idx) if idx is not None else n)
+        chosen_idx.append(idx)
+    total = sum(counts)
+    k = min(n, total)
+    picks = sorted({round(i * (total - 1) / max(k - 1, 1)) for i in range(k)})
+    out, start, p = [], 0, 0
+    for u, c, idx in zip(units, counts, chosen_idx):
+        mine = []
+        while p < len(picks) and picks[p] < start + c:
+            mine.append(picks[p] - start)
+            p += 1
+        start += c
+        if not mine:
+            continue
+        if u.kind != "video":
+            out.append(u)
+        else:
+            indices = [idx[m] if idx is not None else m * video_stride for m in mine]
+            out.append(Unit(u.kind, u.path, u.frame_id, u.order, only=frozenset(indices)))
+    return out

@@ -114,12 +114,17 @@ class ResumeState:
     own_entries: int = 0  # lines in this shard's manifest
     next_seq: int = 0  # next data file number of this shard
     fresh: bool = True  # the folder held nothing of this dataset
+    _videos: dict[str, set[int]] | None = field(default=None, repr=False)
 
     def video_done(self, prefix: str) -> frozenset[int]:
         """Indices of finished frames of the video whose id prefix is ``prefix``."""
-        head = prefix + "#"
-        return frozenset(int(fid[len(head):]) for fid in self.done
-                         if fid.startswith(head) and fid[len(head):].isdigit())
+        if self._videos is None:
+            self._videos = {}
+            for fid in self.done:
+                head, sep, index = fid.rpartition("#")
+                if sep and index.isdigit():
+                    self._videos.setdefault(head, set()).add(int(index))
+        return frozenset(self._videos.get(prefix, ()))
 
 
 def mismatches(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
