@@ -144,7 +144,8 @@ class _EncodeActor:
         from .encode import DeviceStage
         from .options import DTYPES
         from .reduce import ReduceSpec
-        from .run import Extraction, _Counters
+        from .run import Extraction
+        from .summary import Counters
         from .timing import StageTimes
 
         self.slot = ray.get(slots.claim.remote())
@@ -171,7 +172,7 @@ class _EncodeActor:
         self.seq = self.run.state.next_seq
         self.times = StageTimes({"decode": 1, "write": opts.writers})
         self.idle_since = time.perf_counter()
-        self.counters = _Counters()
+        self.counters = Counters()
         self.pool = self.downloader = None
         if self.cuda:
             from .transfer import Downloader, PinnedPool
@@ -277,9 +278,10 @@ def extract_ray(
     ``decode_cpus``: CPUs Ray reserves per actor / decode task; ``video_parts``: decode tasks per video
     (default ``concurrency``); ``address``: the cluster (default: the running one, ``RAY_ADDRESS``, or a
     new local one). Inputs must be paths; ``checkpoint`` a path or None. Returns an
-    :class:`lsegrt.pipeline.run.ExtractSummary` over all actors.
+    :class:`lsegrt.pipeline.summary.ExtractSummary` over all actors.
     """
-    from .run import Extraction, ExtractSummary, _is_paths
+    from .run import Extraction, _is_paths
+    from .summary import ExtractSummary
     from .progress import Progress
     from .store import SUMMARY_JSON, write_json_durable
 
