@@ -79,7 +79,7 @@ def test_ray_equals_single_process(tmp_path, cluster, inputs):
     opts = dict(KW, labels="cat, sky, other", scores=True)
     single(inputs, tmp_path / "one", **opts)
     summary = lsegrt.extract_ray([inputs], tmp_path / "ray", concurrency=2, actor_cpus=0.5, decode_cpus=0.25,
-                                 **opts)
+                                 call_batches=1, **opts)
     assert (summary.written, summary.skipped) == (N, 0)
     assert set(summary.utilisation) == {"decode", "wait", "h2d", "gpu", "d2h", "write"}
     assert summary.utilisation["gpu"] > 0

@@ -10,8 +10,9 @@
 - Each encoder actor opens its model and :class:`lsegrt.Encoder` once, claims a writer slot ``k`` and
   writes as shard ``k`` of ``concurrency`` (``manifest-<k>-of-<n>.jsonl``, ``data/<k>-of-<n>-*``):
   :func:`lsegrt.open_features` reads every slot as one dataset. Per Ray batch it groups frames by size,
-  pads to ``batch_size``, encodes, reduces and writes durably (fsync, then manifest lines) before it
-  returns, so a frame the driver has seen is on disk.
+  pads to ``batch_size``, encodes, reduces and hands batches to writer threads (so writing one batch
+  overlaps encoding the next), and returns once all of them are durable (fsync, then manifest lines):
+  a frame the driver has seen is on disk.
 - PCA: slot 0 fits the basis on the run's sample frames (the same frames as a single-process run),
   the other slots wait for ``pca.safetensors``.
 
@@ -260,6 +261,7 @@ def extract_ray(
     actor_cpus: float = 1.0,
     decode_cpus: float = 1.0,
     video_parts: int | None = None,
+    call_batches: int = 4,
     address: str | None = None,
     checkpoint: Any = None,
     variant: str | None = None,
@@ -276,7 +278,9 @@ def extract_ray(
     ``concurrency``: encoder actors (default: the cluster's GPUs ÷ ``num_gpus``, or 1 on a CPU
     cluster); ``num_gpus`` per actor (default 1 if the cluster has GPUs, else 0); ``actor_cpus`` and
     ``decode_cpus``: CPUs Ray reserves per actor / decode task; ``video_parts``: decode tasks per video
-    (default ``concurrency``); ``address``: the cluster (default: the running one, ``RAY_ADDRESS``, or a
+    (default ``concurrency``); ``call_batches``: encoder batches per actor call (within a call the
+    writes of one batch overlap the encoding of the next; each call ends when its frames are durable);
+    ``address``: the cluster (default: the running one, ``RAY_ADDRESS``, or a
     new local one). Inputs must be paths; ``checkpoint`` a path or None. Returns an
     :class:`lsegrt.pipeline.summary.ExtractSummary` over all actors.
     """
@@ -295,6 +299,8 @@ def extract_ray(
     except TypeError as exc:
         raise LsegError(f"extract_ray: {exc}") from None
     opts.validate()
+    if isinstance(call_batches, bool) or not isinstance(call_batches, int) or call_batches < 1:
+        raise LsegError(f"call_batches must be a whole number >= 1, got {call_batches!r}")
     for name, value in (("actor_cpus", actor_cpus), ("decode_cpus", decode_cpus)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise LsegError(f"{name} must be a positive number, got {value!r}")
@@ -358,7 +364,7 @@ def extract_ray(
                             fn_kwargs={"size": size, "video_stride": opts.video_stride,
                                        "video_fps": opts.video_fps, "chunk": opts.batch_size})
         ds = ds.map_batches(
-            _EncodeActor, batch_size=opts.batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+            _EncodeActor, batch_size=opts.batch_size * call_batches, compute=ray.data.ActorPoolStrategy(size=concurrency),
             num_gpus=num_gpus, num_cpus=actor_cpus,
             fn_constructor_kwargs={"inputs": raw, "out": out_abs, "options": _option_dict(opts),
                                    "checkpoint": checkpoint, "variant": variant, "glob": glob,
