@@ -47,14 +47,15 @@ def _reference(encode, text, image, black):
     return total
 
 
-@pytest.mark.parametrize("batch_size", [None, 2, 5])
+@pytest.mark.parametrize("batch_size", [None, 5])
 def test_batched_multiscale_equals_reference(monkeypatch, tiny_vit, batch_size):
-    # The real geometry (480² windows) costs ~2 s per window on CPU; the same code at 1/5 scale.
-    monkeypatch.setattr(segmentation, "BASE_SIZE", 104)
-    monkeypatch.setattr(segmentation, "CROP", 96)
-    monkeypatch.setattr(segmentation, "STRIDE", 64)
+    # The real geometry (480² windows) costs ~2 s per window on CPU; the same code at 2/15 scale
+    # (64² windows; every branch: padded small scales, tiled large ones, clipped border windows).
+    monkeypatch.setattr(segmentation, "BASE_SIZE", 70)
+    monkeypatch.setattr(segmentation, "CROP", 64)
+    monkeypatch.setattr(segmentation, "STRIDE", 42)
     rng = np.random.default_rng(0)
-    image = torch.from_numpy(rng.standard_normal((1, 3, 48, 70)).astype(np.float32))
+    image = torch.from_numpy(rng.standard_normal((1, 3, 30, 44)).astype(np.float32))
     text = tiny_vit.encode_text("a, b, c")
     black = torch.full((3,), -1.0)
     shapes = []
@@ -66,7 +67,7 @@ def test_batched_multiscale_equals_reference(monkeypatch, tiny_vit, batch_size):
     got = multiscale_logits(encode, text, image, black, batch_size=batch_size)
     n_calls = len(shapes)
     want = _reference(tiny_vit.encode_image, text, image, black)
-    assert got.shape == want.shape == (1, 3, 48, 70)
+    assert got.shape == want.shape == (1, 3, 30, 44)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     if batch_size is None:
         assert n_calls == 1  # every crop of the image in one batch
