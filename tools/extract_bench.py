@@ -106,7 +106,9 @@ def ceiling(args) -> dict:
     import torch
 
     import lsegrt
+    from lsegrt.pipeline.run import use_lsegrt_compile_cache
 
+    use_lsegrt_compile_cache()  # the Inductor cache the extract runs fill and reuse
     device = "cpu" if args.cpu else "cuda"
     h, w = args.hw
     options = {} if args.cpu else {"cuda_graph": True}

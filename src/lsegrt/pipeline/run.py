@@ -38,7 +38,7 @@ from .write import Job, Writer
 _META = ("frame_id", "source", "index", "order", "hw0", "hw")
 
 
-def _set_inductor_cache() -> None:
+def use_lsegrt_compile_cache() -> None:
     """Inductor/Triton caches inside lsegrt's cache folder (a user's own setting wins), so the second
     run of a command reuses compiled kernels and starts quickly."""
     from ..sidecar import cache_dir
@@ -111,7 +111,7 @@ class Extraction:
         self.say = say
         self.progress_enabled = progress is not False
         self.shard, local_rank = shard_from(shard)
-        _set_inductor_cache()
+        use_lsegrt_compile_cache()
 
         # Sources first: a bad input is reported before any model is loaded.
         self.units: list[Unit] | None = None
@@ -285,8 +285,10 @@ class Extraction:
     def _run(self, encoder, todo: list[Unit], total: int | None, summary: ExtractSummary, cuda: bool):
         opts = self.opts
         stage = DeviceStage(encoder, self.device, self.model.mean, self.model.std)
+        t_pca = time.perf_counter()
         basis = self._basis(stage) if opts.uses_pca else None
         if basis is not None:
+            summary.pca_fit_s = round(time.perf_counter() - t_pca, 2)
             summary.pca_explained = round(basis.explained_ratio, 6)
             basis = basis.to(self.device)
         text = self.model.encode_text(opts.labels) if opts.labels else None

@@ -38,7 +38,8 @@ class ExtractSummary:
     peak_rss_bytes: int = 0  # this process
     peak_rss_children_bytes: int = 0  # the largest child process that ended (decode or compile workers)
     utilisation: dict[str, float] = field(default_factory=dict)
-    pca_explained: float | None = None
+    pca_explained: float | None = None  # share of the variance the stored components explain
+    pca_fit_s: float | None = None  # the sample pass and the fit (part of start-up)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
