@@ -54,3 +54,16 @@ def test_store_is_bounded(tmp_path, cache_dir, monkeypatch):
         f.write_bytes(bytes([i]))
         hashcache.remember(f, "hex", str(i))
     assert [hashcache.lookup(tmp_path / f"{i}.bin", "hex") for i in range(5)] == [None, None, "2", "3", "4"]
+
+
+def test_unusable_cache_folder_costs_only_rereads(tmp_path, monkeypatch, official_ckpt):
+    """LSEGRT_CACHE somewhere that cannot be created: loading and exporting still work."""
+    import lsegrt
+    from lsegrt.export import export_onnx
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("LSEGRT_CACHE", str(tmp_path / "file" / "cache"))
+    model = lsegrt.load(official_ckpt("rn_tiny"))
+    assert len(model.sha256) == 64
+    export_onnx(model, tmp_path / "m.onnx", trace_size=(64, 64), verify=False)
+    lsegrt.Encoder.open("onnxruntime", engine=tmp_path / "m.onnx", checkpoint=model).close()

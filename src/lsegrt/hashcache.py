@@ -48,9 +48,10 @@ def lookup(path: str | os.PathLike, kind: str) -> str | None:
     path = Path(path).resolve()
     try:
         now = stamp(path)
-    except OSError:
+        store = _store_path()
+    except OSError:  # no file, or no usable cache folder: nothing remembered
         return None
-    hit = _load(_store_path()).get(_key(kind, path))
+    hit = _load(store).get(_key(kind, path))
     if isinstance(hit, list) and len(hit) == 2 and hit[0] == now:
         return hit[1]
     return None

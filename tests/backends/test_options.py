@@ -95,3 +95,38 @@ def test_cli_bad_mode_names_the_choices(tmp_path, run_cli):
     code, _, err = run_cli("encode", "--variant", "vit_tiny", "--backend", "compile", "--option", "mode=bogus",
                            "--out", tmp_path / "f.npy")
     assert code == 2 and "expected one of default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs" in err
+
+
+def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
+    """bench/compare open several backends with one --option set: each gets what it declares."""
+    from lsegrt.backends.base import options_for
+
+    given = {"dynamic": True, "cuda_graph": True, "tf32": False}
+    sweep = ["torch", "compile", "tensorrt"]
+    assert options_for("torch", given, sweep) == {"cuda_graph": True, "tf32": False}
+    assert options_for("compile", given, sweep) == given
+    assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
+    with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: cuda_graph, "
+                                        "dynamic, mode, tf32, variant"):
+        options_for("torch", {"foo": 1}, ["torch", "compile"])
+    with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
+        options_for("torch", {"dynamic": True}, ["torch"])
+    with pytest.raises(LsegError, match="compile backend: option dynamic='maybe'"):
+        options_for("torch", {"dynamic": "maybe"}, ["torch", "compile"])
+
+
+def test_bench_sweep_refuses_an_unknown_option_before_any_work(tiny_vit):
+    from lsegrt.bench import sweep
+
+    with pytest.raises(LsegError, match="unknown option foo for torch"):
+        next(sweep([tiny_vit], ["torch"], ["fp32"], [(64, 64)], [1], options={"foo": "bar"}))
+
+
+def test_compare_gives_each_side_its_own_options(tiny_vit, chelsea, cache_dir):
+    """The torch reference beside an onnxruntime candidate: `threads` is only the candidate's."""
+    from lsegrt import compare as cmp
+
+    report = cmp.compare(tiny_vit, [cmp.Side("onnxruntime")], [("chelsea", chelsea)], [64], options={"threads": 1})
+    assert report["passed"], report["pairs"][0]["error"]
+    with pytest.raises(LsegError, match="unknown option foo"):
+        cmp.compare(tiny_vit, [cmp.Side("onnxruntime")], [("chelsea", chelsea)], [64], options={"foo": 1})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -143,6 +143,26 @@ def _variants() -> tuple:
     from ..model.config import VARIANTS
 
     return tuple(VARIANTS)
+
+
+def options_for(backend: str, options: Mapping[str, Any] | None, sweep: Iterable[str] = ()) -> dict[str, Any]:
+    """The part of one shared option set that ``backend`` declares, for verbs that open several backends.
+
+    bench and compare pass one ``--option`` set to every backend they open (``dynamic=true`` is for
+    compile, while the torch reference runs beside it): each backend gets the options it declares. A
+    name that no backend of the ``sweep`` declares, or a bad value for a backend that declares it, is
+    a one-line error before any work.
+    """
+    options = dict(options or {})
+    classes = {name: backend_class(name) for name in dict.fromkeys([*sweep, backend])}
+    known = sorted(set().union(*(klass.options for klass in classes.values())))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise LsegError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+                        f"{', '.join(classes)}; their options are: {', '.join(known)}")
+    for klass in classes.values():  # values checked for every backend that takes them, up front
+        klass.check_options({k: v for k, v in options.items() if k in klass.options})
+    return {k: v for k, v in options.items() if k in classes[backend].options}
 
 
 class Encoder(ABC):
