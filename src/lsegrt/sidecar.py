@@ -301,8 +301,10 @@ def mismatches(recorded: dict[str, Any], request: dict[str, Any]) -> list[str]:
 def recorded_checkpoint(payload: dict[str, Any]) -> str:
     """The checkpoint an engine was built from, for messages: its file as recorded, else its name."""
     req, info = payload["request"], payload.get("info") or {}
+    if not req.get("checkpoint_sha256"):
+        return f"a graph that names no checkpoint ({req.get('checkpoint_name') or 'unnamed'})"
     where = info.get("checkpoint_file") or req.get("checkpoint_name") or "an unnamed checkpoint"
-    return f"{where} (weights sha256 {str(req.get('checkpoint_sha256'))[:12]}…)"
+    return f"{where} (weights sha256 {str(req['checkpoint_sha256'])[:12]}…)"
 
 
 def check_sidecar(engine: str | os.PathLike, request: dict[str, Any], checkpoint: str | None = None) -> dict[str, Any]:
