@@ -37,11 +37,12 @@ def test_convert_round_trip(tmp_path, official_ckpt, variant):
     original = official_state_dict(variant)
     assert all(torch.equal(v, original["net." + k]) for k, v in tensors.items())
 
-    meta = read_metadata(dst)
-    assert meta == {"format": FORMAT, "variant": variant, "source": src.name,
-                    "source_sha256": sha256_file(src), "lsegrt_version": lsegrt.__version__}
-
     a, b = lsegrt.load(src), lsegrt.load(dst)
+    meta = read_metadata(dst)
+    assert meta == {"format": FORMAT, "variant": variant, "source": src.name, "source_sha256": sha256_file(src),
+                    "weights_sha256": a.sha256, "lsegrt_version": lsegrt.__version__}
+    assert a.sha256 == b.sha256  # one model, one identity: engines built from either serve both
+
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.encode_image(x), b.encode_image(x))
     assert torch.equal(a.encode_text(["dog", "other"]), b.encode_text(["dog", "other"]))

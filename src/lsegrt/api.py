@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .errors import LsegError
-from .model.checkpoint import build_net, detect_variant, random_state_dict, read_state_dict, validate
+from .model.checkpoint import (build_net, checkpoint_identity, detect_variant, random_state_dict, read_state_dict,
+                               validate)
 from .model.config import LSegConfig, get_config
 from .model.layers import l2_normalize
 from .model.net import LSegNet
@@ -37,13 +38,14 @@ class LSegModel:
     torch module), ``source`` (checkpoint path or "random:<variant>:seed<k>"), ``device``.
     """
 
-    def __init__(self, net: LSegNet, cfg: LSegConfig, source: str, device: torch.device, file: Path | None = None):
+    def __init__(self, net: LSegNet, cfg: LSegConfig, source: str, device: torch.device, file: Path | None = None,
+                 sha256: str | None = None):
         self.net = net
         self.config = cfg
         self.source = source
         self.device = device
         self.file = file
-        self._sha256: str | None = None
+        self._sha256 = sha256
         self._text_cache: dict[tuple[str, ...], torch.Tensor] = {}
 
     @property
@@ -64,12 +66,12 @@ class LSegModel:
 
     @property
     def sha256(self) -> str:
-        """Identity of the weights: the checkpoint file's sha256, or a hash of the random recipe."""
+        """Identity of the weights: :func:`lsegrt.model.checkpoint.weights_sha256` of the inference
+        weights for a checkpoint (the same for a `.ckpt` and its converted `.safetensors`), a hash of
+        the recipe for random weights. Engines are bound to it."""
         if self._sha256 is None:
             if self.file is not None:
-                from .sidecar import sha256_file
-
-                self._sha256 = sha256_file(self.file)
+                self._sha256 = checkpoint_identity(self.file)
             else:
                 self._sha256 = hashlib.sha256(self.source.encode()).hexdigest()
         return self._sha256
@@ -170,13 +172,17 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegMod
 
     The variant is detected from the keys; mismatched keys raise :class:`LsegError` naming them.
     """
+    from .hashcache import stamp
+
     device = _device(device)
     path = Path(path)
+    at = stamp(path) if path.is_file() else None
     sd = read_state_dict(path)
     cfg = detect_variant(sd, path.name)
     sd = validate(sd, cfg, source=path.name)
+    identity = checkpoint_identity(path, sd, at)  # of the CPU tensors just read, before the device move
     net = build_net(cfg, sd, device)
-    return LSegModel(net, cfg, str(path), device, file=path)
+    return LSegModel(net, cfg, str(path), device, file=path, sha256=identity)
 
 
 def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | torch.device = "cpu") -> LSegModel:

@@ -325,9 +325,10 @@ def sweep(
     """Yield one record per configuration, in order; failures are records with ``status="error"``.
 
     ``models``: paths, ``random:VARIANT[:seedK]`` specs or LSegModels, loaded one at a time.
-    ``options`` go to every :meth:`Encoder.open` (e.g. ``cuda_graph=True``).
+    ``options`` go to every :meth:`Encoder.open` that declares them (e.g. ``cuda_graph=True``; see
+    :func:`lsegrt.backends.base.options_for`).
     """
-    from .backends.base import Encoder, check_precision
+    from .backends.base import Encoder, check_precision, options_for
 
     device = torch.device(device)
     for p in precisions:
@@ -336,6 +337,7 @@ def sweep(
         if int(b) < 1:
             raise LsegError(f"batch size {b}: must be at least 1")
     check_model_specs(models)
+    per_backend = {b: options_for(b, options, backends) for b in backends}
     for spec in models:
         model = model_from_spec(spec, device)
         for backend in backends:
@@ -344,7 +346,7 @@ def sweep(
                 try:
                     encoder = Encoder.open(backend, checkpoint=model, device=device, precision=precision,
                                            engine=engine if backend in ENGINE_BACKENDS else None,
-                                           **(options or {}))
+                                           **per_backend[backend])
                     described = encoder.describe()
                 except Exception as exc:
                     open_error, described = error_text(exc), {}

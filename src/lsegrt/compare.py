@@ -176,13 +176,13 @@ def pair_pictures(out_dir: Path, stem: str, image: np.ndarray, ref: dict, cand: 
 
 
 # -- the comparisons -------------------------------------------------------------------------------
-def _open(side: Any, model, device, options: dict[str, Any]):
-    from .backends.base import Encoder
+def _open(side: Any, model, device, options: dict[str, Any], sweep: list[str]):
+    from .backends.base import Encoder, options_for
 
     if not isinstance(side, Side):
         return side, False
     enc = Encoder.open(side.backend, checkpoint=model, engine=side.engine, device=device,
-                       precision=side.precision, **options)
+                       precision=side.precision, **options_for(side.backend, options, sweep))
     return enc, True
 
 
@@ -202,12 +202,17 @@ def compare(
     from .api import split_labels
     from .bench import error_text
 
+    sweep = [s.backend for s in (reference, *candidates) if isinstance(s, Side)]
+    if sweep:  # each side gets the options its backend declares; a bad one stops before any work
+        from .backends.base import options_for
+
+        options_for(sweep[0], options, sweep)
     names = split_labels(labels) if isinstance(labels, str) else list(labels)
     text = model.encode_text(names)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    ref_enc, ref_owned = _open(reference, model, model.device, options or {})
+    ref_enc, ref_owned = _open(reference, model, model.device, options or {}, sweep)
     ref_name, ref_described = side_label(reference), ref_enc.describe()
     pairs: list[dict[str, Any]] = []
     opened: list[tuple[Any, bool] | None] = []
@@ -216,7 +221,7 @@ def compare(
         pair = {"candidate": side_label(cand), "precision": prec, "encoder": {}, "error": None, "items": [],
                 "pictures": [], "thresholds": thresholds_for([ref_enc.precision, prec], overrides)}
         try:
-            enc, owned = _open(cand, model, model.device, options or {})
+            enc, owned = _open(cand, model, model.device, options or {}, sweep)
             pair["encoder"] = enc.describe()
             opened.append((enc, owned))
         except Exception as exc:

@@ -17,7 +17,7 @@ import torch
 
 from .errors import LsegError
 from .fileio import atomic_path, check_output_path
-from .model.checkpoint import UNUSED_PREFIXES, detect_variant, is_unused, read_state_dict, validate
+from .model.checkpoint import UNUSED_PREFIXES, detect_variant, is_unused, read_state_dict, validate, weights_sha256
 
 FORMAT = "lsegrt.state_dict.v1"
 
@@ -45,7 +45,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[s
     """Validate ``src`` strictly, write its inference weights to ``dst`` (`.safetensors`, atomically).
 
     Metadata (all strings): ``format``, ``variant``, ``source`` (file name), ``source_sha256``,
-    ``lsegrt_version``. Returns a summary: variant, kept/dropped key counts, kept elements, dropped
+    ``weights_sha256`` (the identity engines are bound to, equal for source and output), ``lsegrt_version``. Returns a summary: variant, kept/dropped key counts, kept elements, dropped
     families, byte sizes of both files and the seconds taken.
     """
     from safetensors.torch import save_file
@@ -62,7 +62,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[s
     t0 = time.perf_counter()
     sd = read_state_dict(src)
     cfg = detect_variant(sd)
-    validate(sd, cfg, source=src.name)  # raises naming every missing, unexpected or mis-shaped key
+    # raises naming every missing, unexpected, mis-shaped, mistyped or non-finite tensor
+    identity = weights_sha256(validate(sd, cfg, source=src.name))
     kept = {k: v for k, v in sd.items() if not is_unused(k)}
     dropped = Counter(_family(k) for k in sd if is_unused(k))
     metadata = {
@@ -70,6 +71,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> dict[s
         "variant": cfg.name,
         "source": src.name,
         "source_sha256": sha256_file(src),
+        "weights_sha256": identity,
         "lsegrt_version": __version__,
     }
     with atomic_path(dst) as tmp:

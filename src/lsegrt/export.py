@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -24,11 +25,12 @@ import torch
 
 from .backends.base import check_precision
 from .errors import LsegError, require
-from .fileio import check_output_path
-from .sidecar import runtime_versions, sha256_file, write_sidecar
+from .sidecar import check_engine_output, engine_lock, publish, runtime_versions, sha256_file, staging
 
 INPUT, OUTPUT = "image", "features"
 MIN_OPSET = 14
+# torch.onnx.export keeps global state (GLOBALS.in_onnx_export): two threads exporting at once fail
+_EXPORTING = threading.Lock()
 PROTOBUF_LIMIT = 2**31 - 1
 
 
@@ -46,6 +48,12 @@ def onnx_request(model, precision: str, opset: int) -> dict[str, Any]:
 
 
 def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, external_data: bool) -> None:
+    with _EXPORTING:
+        _export_unlocked(module, example, path, opset, external_data)
+
+
+def _export_unlocked(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int,
+                     external_data: bool) -> None:
     if opset < 18:
         dynamic_axes = {INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch", 2: "height_2", 3: "width_2"}}
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -65,8 +73,19 @@ def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: i
         program.save(str(path), external_data=external_data)
 
 
+# Parity floors of the ONNX Runtime check (mean, min of the per-pixel cosine to PyTorch at the same
+# precision, on seeded random inputs): far below what a faithful export gives (fp32 ≈ 1 - 1e-7, fp16
+# ≈ 1 - 1e-6 on the tiny models, mean 0.9999985 for ViT-L/16 fp16 on photos, docs/BENCHMARKS.md),
+# far above what a broken one gives (a wrong graph scores ≈ 0).
+PARITY = {"fp32": (0.9999, 0.999), "fp16": (0.999, 0.99)}
+
+
 def verify_onnx(path: Path, model, precision: str, sizes=((1, 64, 96), (2, 96, 64)), device="cpu") -> dict[str, Any]:
-    """onnx.checker, then ONNX Runtime vs PyTorch (same precision) at sizes other than the trace size."""
+    """onnx.checker, then ONNX Runtime vs PyTorch (same precision) at sizes other than the trace size.
+
+    Raises :class:`LsegError` when the graph's output has another shape or its cosine to PyTorch falls
+    below :data:`PARITY`: an export that does not reproduce the model is a failed export.
+    """
     onnx = require("onnx", "ONNX verification")
     ort = require("onnxruntime", "ONNX verification")
     from .backends.common import encoder_module
@@ -78,6 +97,7 @@ def verify_onnx(path: Path, model, precision: str, sizes=((1, 64, 96), (2, 96, 6
     module = encoder_module(model, precision, torch.device(device))
     gen = torch.Generator().manual_seed(0)
     checks = []
+    floor_mean, floor_min = PARITY[precision]
     for b, h, w in sizes:
         x = torch.randn(b, 3, h, w, generator=gen)
         with torch.inference_mode():
@@ -86,8 +106,13 @@ def verify_onnx(path: Path, model, precision: str, sizes=((1, 64, 96), (2, 96, 6
         if out.shape != ref.shape:
             raise LsegError(f"exported ONNX gives shape {tuple(out.shape)} at {b}x3x{h}x{w}, PyTorch {tuple(ref.shape)}")
         cos = (out * ref).sum(1)
-        checks.append({"shape": [b, 3, h, w], "max_abs_error": float((out - ref).abs().max()),
-                       "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())})
+        check = {"shape": [b, 3, h, w], "max_abs_error": float((out - ref).abs().max()),
+                 "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
+        if not (check["cosine_mean"] >= floor_mean and check["cosine_min"] >= floor_min):
+            raise LsegError(f"exported ONNX does not reproduce the model at {b}x3x{h}x{w}: cosine to PyTorch mean "
+                            f"{check['cosine_mean']:.6f}, min {check['cosine_min']:.6f} (needs ≥ {floor_mean}, "
+                            f"≥ {floor_min} in {precision}); nothing was written")
+        checks.append(check)
     return {"checker": "ok", "onnxruntime": ort.__version__, "checks": checks}
 
 
@@ -104,8 +129,11 @@ def export_onnx(
 ) -> dict[str, Any]:
     """Export ``model``'s image encoder to ``path`` (+ ``path.json`` sidecar); returns the sidecar info.
 
-    ``trace_size`` is the example input (H, W); verification then runs at other sizes. External data is
-    used when the weights approach protobuf's 2 GB limit (or when asked).
+    ``trace_size`` is the example input (H, W); verification then runs at other sizes, on the staged
+    file before it is published (a failed check leaves nothing behind). External data is used when
+    the weights approach protobuf's 2 GB limit (or when asked); the data file, ``path.name + ".data"``,
+    is bound to the sidecar like the graph. Writers of one path take turns; each stages its files in
+    its own folder, so concurrent exports never read each other's half-written graphs.
     """
     from .backends.common import encoder_module
 
@@ -113,9 +141,7 @@ def export_onnx(
     require("onnx", "ONNX export")
     if opset < MIN_OPSET:
         raise LsegError(f"opset {opset} is too old: LSeg needs opset ≥ {MIN_OPSET} (17 recommended, LayerNormalization)")
-    path = check_output_path(path)
-    if path.suffix != ".onnx":
-        raise LsegError(f"ONNX output must end in .onnx: {path}")
+    path = check_engine_output(path, (".onnx",), inputs=(model.file,))
     h, w = trace_size
     if h % 32 or w % 32:
         raise LsegError(f"trace size {h}x{w}: H and W must be multiples of 32")
@@ -123,40 +149,44 @@ def export_onnx(
     nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
     if external_data is None:
         external_data = nbytes > 0.9 * PROTOBUF_LIMIT
-    tmp = path.with_name(f".{path.stem}.tmp.onnx")
-    start = time.perf_counter()
-    try:
-        _export(module, torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0)), tmp, opset, external_data)
-        seconds = time.perf_counter() - start
+    data_name = path.name + ".data"
+    with engine_lock(path), staging(path) as stage:
+        staged = stage / path.name
+        start = time.perf_counter()
+        example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
         if external_data:
-            # the data file name is recorded inside the graph; keep it and rename the pair together
-            _finalize_external(tmp, path)
+            raw = stage / "raw" / path.name
+            raw.parent.mkdir()
+            _export(module, example, raw, opset, True)
+            _stage_external(raw, staged, data_name)  # one data file, named for the final graph
         else:
-            tmp.replace(path)
-    finally:
-        for leftover in tmp.parent.glob(tmp.name + "*"):
-            leftover.unlink()
-    info: dict[str, Any] = {
-        "export_seconds": round(seconds, 2),
-        "trace_size": [h, w],
-        "external_data": bool(external_data),
-        "weights_bytes": nbytes,
-        "onnx_sha256": sha256_file(path),
-        "io": {"input": [INPUT, "float32", ["batch", 3, "height", "width"]],
-               "output": [OUTPUT, "float32", ["batch", 512, "height/2", "width/2"]]},
-        **runtime_versions(),
-    }
-    if verify:
-        info["verification"] = verify_onnx(path, model, precision, **({"sizes": verify_sizes} if verify_sizes else {}))
-    write_sidecar(path, onnx_request(model, precision, opset), info)
+            _export(module, example, staged, opset, False)
+        seconds = time.perf_counter() - start
+        info: dict[str, Any] = {
+            "export_seconds": round(seconds, 2),
+            "trace_size": [h, w],
+            "external_data": bool(external_data),
+            "weights_bytes": nbytes,
+            "checkpoint_file": str(model.file or model.source),
+            "io": {"input": [INPUT, "float32", ["batch", 3, "height", "width"]],
+                   "output": [OUTPUT, "float32", ["batch", 512, "height/2", "width/2"]]},
+            **runtime_versions(),
+        }
+        if verify:
+            info["verification"] = verify_onnx(staged, model, precision,
+                                               **({"sizes": verify_sizes} if verify_sizes else {}))
+        info["onnx_sha256"] = sha256_file(staged)
+        data = {data_name: stage / data_name} if external_data else {}
+        publish(path, staged, onnx_request(model, precision, opset), info, data_files=data,
+                engine_sha256=info["onnx_sha256"])
+        if not external_data:
+            (path.parent / data_name).unlink(missing_ok=True)  # left by an earlier external-data export
     return info
 
 
-def _finalize_external(tmp: Path, path: Path) -> None:
-    """Re-save with one data file named after the final graph; the graph file is renamed in last."""
+def _stage_external(raw: Path, staged: Path, data_name: str) -> None:
+    """Re-save the exporter's graph with all tensors in one data file ``data_name`` beside ``staged``."""
     onnx = require("onnx", "ONNX export")
-    graph = onnx.load(str(tmp))  # pulls in whatever external tensors the exporter wrote
-    staged = path.with_name(f".{path.stem}.staged.onnx")
+    graph = onnx.load(str(raw))  # pulls in whatever external tensors the exporter wrote
     onnx.save_model(graph, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=path.name + ".data")
-    staged.replace(path)
+                    location=data_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import types
 import warnings
 
@@ -20,11 +21,13 @@ try:
 except ImportError:
     trt = pytest.importorskip("tensorrt_rtx_bindings", reason="neither tensorrt nor tensorrt_rtx_bindings is installed")
 
+import lsegrt  # noqa: E402
 from lsegrt import Encoder  # noqa: E402
 from lsegrt.backends import tensorrt as T  # noqa: E402
 from lsegrt.backends import tensorrt_build as TB  # noqa: E402
 from lsegrt.errors import LsegError  # noqa: E402
-from lsegrt.sidecar import check_sidecar, engine_name, read_sidecar, sha256_file, sidecar_path  # noqa: E402
+from lsegrt.sidecar import (check_sidecar, engine_name, read_sidecar, sha256_file, sidecar_path,  # noqa: E402
+                            write_sidecar)
 
 FLAVOR, VERSION = T.flavor(trt)
 RTX = FLAVOR == "tensorrt_rtx"
@@ -35,9 +38,9 @@ if not RTX and not torch.cuda.is_available():
 class Tiny(torch.nn.Module):
     """conv/4 → 1x1 conv to 512 → ×2 bilinear → fp32 L2 norm: (B,3,H,W) → (B,512,H/2,W/2)."""
 
-    def __init__(self, dtype=torch.float32):
+    def __init__(self, dtype=torch.float32, seed=0):
         super().__init__()
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         self.dtype = dtype
         self.conv = torch.nn.Conv2d(3, 16, 3, stride=4, padding=1).to(dtype)
         self.head = torch.nn.Conv2d(16, 512, 1).to(dtype)
@@ -48,11 +51,11 @@ class Tiny(torch.nn.Module):
         return y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def export(path, dtype=torch.float32, names=("image", "features")):
+def export(path, dtype=torch.float32, names=("image", "features"), seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Tiny(dtype).eval(), (torch.randn(1, 3, 64, 64),), str(path), input_names=[names[0]],
+            Tiny(dtype, seed).eval(), (torch.randn(1, 3, 64, 64),), str(path), input_names=[names[0]],
             output_names=[names[1]], opset_version=17, dynamo=False,
             dynamic_axes={names[0]: {0: "B", 2: "H", 3: "W"}, names[1]: {0: "B", 2: "H2", 3: "W2"}},
         )
@@ -179,8 +182,8 @@ def test_runtime_refuses_without_cuda(built):
 def test_runtime_checks_the_sidecar(built):
     with pytest.raises(LsegError, match="precision: 'fp32' → 'fp16'"):
         T.check_engine(built.path, "fp16")
-    with pytest.raises(LsegError, match="checkpoint_sha256"):
-        T.check_engine(built.path, "fp32", checkpoint_sha256="0" * 64)
+    with pytest.raises(LsegError, match=r"built from a graph that names no checkpoint \(tiny\), not from other.ckpt"):
+        T.check_engine(built.path, "fp32", checkpoint_sha256="0" * 64, checkpoint="other.ckpt")
 
 
 def test_weak_typing_only_where_supported(onnx, tmp_path):
@@ -219,7 +222,13 @@ def test_rtx_ignores_timing_cache(onnx, tmp_path):
 
 def test_cache_builds_once_and_keys_by_request(onnx, tmp_path, monkeypatch):
     monkeypatch.setenv("LSEGRT_CACHE", str(tmp_path))
-    monkeypatch.setattr(TB, "_cached_onnx", lambda model, precision: onnx[precision])
+    exported = {}
+    for precision, src in onnx.items():  # as `lsegrt export` leaves them: with a sidecar naming the model
+        exported[precision] = tmp_path / f"tiny_{precision}.onnx"
+        shutil.copyfile(src, exported[precision])
+        write_sidecar(exported[precision], {"backend": "onnx", "checkpoint_sha256": "ab" * 32, "checkpoint_name": "tiny",
+                                            "variant": "vit_tiny", "precision": precision}, {})
+    monkeypatch.setattr(TB, "_cached_onnx", lambda model, precision: exported[precision])
     model = types.SimpleNamespace(sha256="ab" * 32, name="tiny", variant="vit_tiny")
     first = T.cached_engine(model, T.BuildOptions())
     stamp = first.stat().st_mtime_ns
@@ -228,3 +237,81 @@ def test_cache_builds_once_and_keys_by_request(onnx, tmp_path, monkeypatch):
     other = T.cached_engine(model, T.BuildOptions(precision="fp16"))
     assert other != first and sorted(os.listdir(first.parent)) == sorted(
         [first.name, first.name + ".json", other.name, other.name + ".json"])
+
+
+def test_seed1_engine_beside_seed0_sidecar_is_refused(built, tmp_path):
+    other = T.build_engine(export(tmp_path / "seed1.onnx", seed=1), tmp_path / "seed1.engine", T.BuildOptions(),
+                           on_progress=lambda *e: None)
+    assert other["engine_bytes"] > 0
+    engine = tmp_path / "model.engine"
+    shutil.copyfile(built.path, engine)
+    shutil.copyfile(sidecar_path(built.path), sidecar_path(engine))
+    T.check_engine(engine, "fp32")  # the genuine pair passes
+    shutil.copyfile(tmp_path / "seed1.engine", engine)  # other weights, old sidecar kept
+    with pytest.raises(LsegError, match="model.engine is not the file its sidecar model.engine.json describes"):
+        T.check_engine(engine, "fp32")
+
+
+def test_swapped_cache_engine_is_rebuilt(onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("LSEGRT_CACHE", str(tmp_path))
+    src = tmp_path / "tiny_fp32.onnx"
+    shutil.copyfile(onnx["fp32"], src)
+    write_sidecar(src, {"backend": "onnx", "checkpoint_sha256": "ab" * 32, "checkpoint_name": "tiny",
+                        "variant": "vit_tiny", "precision": "fp32"}, {})
+    monkeypatch.setattr(TB, "_cached_onnx", lambda model, precision: src)
+    model = types.SimpleNamespace(sha256="ab" * 32, name="tiny", variant="vit_tiny")
+    first = T.cached_engine(model, T.BuildOptions())
+    genuine = first.read_bytes()
+    first.write_bytes(genuine[: len(genuine) // 2])  # truncated in place
+    assert T.cached_engine(model, T.BuildOptions()) == first
+    assert first.stat().st_size == read_sidecar(first)["info"]["engine_bytes"] > len(genuine) // 2  # rebuilt
+    T.check_engine(first, "fp32")
+
+
+def test_engine_bindings_checked_at_load():
+    """Names, float32 and rank-4 (B,3,H,W) → (B,512,h,w) bindings, on a stand-in for a deserialized engine."""
+    mode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    fake_trt = types.SimpleNamespace(float32="f32", TensorIOMode=mode)
+
+    def engine(shapes):
+        names = ["image", "features"]
+        return types.SimpleNamespace(
+            num_io_tensors=2, get_tensor_name=names.__getitem__,
+            get_tensor_mode=lambda n: "in" if n == "image" else "out", get_tensor_dtype=lambda n: "f32",
+            get_tensor_shape=lambda n: shapes[names.index(n)],
+            get_tensor_profile_shape=lambda n, i: [(1, 3, 64, 64), (1, 3, 128, 128), (2, 3, 256, 256)])
+
+    path = types.SimpleNamespace(name="x.engine")
+    good = engine([(-1, 3, -1, -1), (-1, 512, -1, -1)])
+    assert T._engine_profile(fake_trt, good, path)["max"] == (2, 256, 256)
+    with pytest.raises(LsegError, match="'features' has shape \\[-1, 3, -1, -1\\]; expected \\(B,512,H,W\\)"):
+        T._engine_profile(fake_trt, engine([(-1, 3, -1, -1), (-1, 3, -1, -1)]), path)  # an Identity engine
+    with pytest.raises(LsegError, match="'image' has shape"):
+        T._engine_profile(fake_trt, engine([(-1, 3, -1), (-1, 512, -1, -1)]), path)
+
+
+def test_tf32_is_a_build_choice_checked_on_given_engines(built, onnx, tmp_path):
+    T.check_engine(built.path, "fp32", tf32=False)  # built without TF32 (lsegrt's default)
+    with pytest.raises(LsegError, match="tf32: False → True"):
+        T.check_engine(built.path, "fp32", tf32=True)
+    # accepted as a backend option (`compare --option tf32=false` must not break tensorrt candidates)
+    assert T.TensorRTEncoder.check_options({"tf32": "false"})["tf32"] is False
+    with pytest.raises(LsegError, match="needs a CUDA"):
+        Encoder.open("tensorrt", engine=str(built.path), tf32=False)
+
+
+def test_build_refuses_an_onnx_from_another_checkpoint(tmp_path, tiny_rn):
+    """The engine's checkpoint fields come from the ONNX's sidecar; a contradicting model is refused."""
+    from lsegrt.export import export_onnx
+
+    onnx_path = tmp_path / "r.onnx"
+    export_onnx(tiny_rn, onnx_path, trace_size=(64, 64), verify=False)
+    options = T.BuildOptions(min_shape=(1, 64, 64), opt_shape=(1, 64, 64), max_shape=(1, 128, 128))
+    req = T.request_for(onnx_path, options)  # no model: taken from the ONNX's sidecar
+    assert req["checkpoint_sha256"] == tiny_rn.sha256 and req["checkpoint_name"] == tiny_rn.name
+    other = lsegrt.random_model("rn_tiny", seed=1)
+    with pytest.raises(LsegError, match="r.onnx was exported from random:rn_tiny:seed0 .*not from random:rn_tiny:seed1"):
+        T.build_engine(onnx_path, tmp_path / "r.engine", options, model=other)
+    assert not (tmp_path / "r.engine").exists()
+    with pytest.raises(LsegError, match="has no sidecar, so nothing says"):
+        T.request_for(export(tmp_path / "foreign.onnx"), options, model=other)

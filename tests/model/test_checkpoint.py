@@ -14,7 +14,7 @@ import torch
 
 import lsegrt
 from lsegrt.errors import LsegError
-from lsegrt.model.checkpoint import detect_variant, read_state_dict, validate
+from lsegrt.model.checkpoint import detect_variant, is_unused, read_state_dict, validate
 from lsegrt.synthetic import official_key_shapes, official_state_dict, save_lightning_checkpoint
 
 
@@ -222,3 +222,85 @@ def test_full_size_official_checkpoint(tmp_path, variant):
     path.unlink()
     gc.collect()
     print(f"{variant}: wrote {t_write:.1f} s, loaded {t_load:.1f} s, total {time.perf_counter() - t0:.1f} s")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_weight_is_refused_by_name(tmp_path, value):
+    sd = official_state_dict("rn_tiny")
+    sd["net.scratch.head1.weight"][3, 7] = value  # one value among thousands
+    src = save_lightning_checkpoint(tmp_path / "diverged.ckpt", sd)
+    with pytest.raises(LsegError, match=r"diverged.ckpt: 1 tensor\(s\) hold NaN or Inf \(scratch.head1.weight\)") as exc:
+        lsegrt.load(src)
+    _one_line(exc)
+
+
+def test_many_non_finite_weights_are_listed_truncated():
+    sd = {k.removeprefix("net."): v for k, v in official_state_dict("rn_tiny").items()}
+    bad = sorted(k for k, v in sd.items() if v.is_floating_point() and not is_unused(k))[:9]
+    for key in bad:
+        sd[key].view(-1)[0] = float("nan")
+    with pytest.raises(LsegError) as exc:
+        validate(sd, detect_variant(sd), source="many.ckpt")
+    msg = _one_line(exc)
+    assert "9 tensor(s) hold NaN or Inf" in msg and bad[0] in msg and "(+3 more)" in msg and bad[-1] not in msg
+
+
+def test_non_finite_values_in_unused_families_are_ignored():
+    sd = {k.removeprefix("net."): v for k, v in official_state_dict("rn_tiny").items()}
+    sd["clip_pretrained.logit_scale"] = torch.tensor(float("inf"))  # never used by the encoders
+    validate(sd, detect_variant(sd))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_non_float_tensor_where_floats_belong_is_refused(tmp_path, dtype):
+    sd = official_state_dict("vit_tiny")
+    key = "net.pretrained.model.blocks.0.attn.qkv.weight"
+    sd[key] = torch.ones_like(sd[key], dtype=dtype)
+    src = save_lightning_checkpoint(tmp_path / "typed.ckpt", sd)
+    with pytest.raises(LsegError, match=r"typed.ckpt does not match LSeg vit_tiny: 1 of the wrong type "
+                                        rf"\(pretrained.model.blocks.0.attn.qkv.weight {str(dtype)[6:]} \(expected float\)\)"):
+        lsegrt.load(src)
+
+
+def test_float_where_an_integer_counter_belongs_is_refused():
+    sd = {k.removeprefix("net."): v for k, v in official_state_dict("vit_tiny").items()}
+    key = "scratch.refinenet1.resConfUnit1.bn1.num_batches_tracked"
+    sd[key] = sd[key].float()
+    with pytest.raises(LsegError, match=rf"{key} float32 \(expected integer\)"):
+        validate(sd, detect_variant(sd), source="x.ckpt")
+
+
+def test_weights_identity_ignores_file_bytes_and_unused_entries(tmp_path):
+    """The identity engines are bound to: same inference weights → same identity, whatever the container."""
+    from lsegrt.model.checkpoint import weights_sha256
+
+    sd = official_state_dict("rn_tiny")
+    a = lsegrt.load(save_lightning_checkpoint(tmp_path / "a.ckpt", sd, momentum=True))
+    b = lsegrt.load(save_lightning_checkpoint(tmp_path / "b.ckpt", sd))  # no optimizer state: other bytes
+    torch.save({k.removeprefix("net."): v for k, v in sd.items() if not k.startswith("net.clip_pretrained.visual")},
+               tmp_path / "c.pt")  # plain state dict without the unused family
+    c = lsegrt.load(tmp_path / "c.pt")
+    assert a.sha256 == b.sha256 == c.sha256 and len(a.sha256) == 64
+    sd["net.scratch.head1.bias"][0] += 1e-3
+    d = lsegrt.load(save_lightning_checkpoint(tmp_path / "d.ckpt", sd))
+    assert d.sha256 != a.sha256
+    clean = {k.removeprefix("net."): v for k, v in official_state_dict("rn_tiny").items()}
+    assert weights_sha256(validate(clean, detect_variant(clean))) == a.sha256
+    assert lsegrt.random_model("rn_tiny", 0).sha256 != lsegrt.random_model("rn_tiny", 1).sha256  # recipe hash
+
+
+def test_weights_identity_is_read_once_per_file_version(tmp_path, monkeypatch, cache_dir):
+    from lsegrt.model import checkpoint as C
+
+    src = save_lightning_checkpoint(tmp_path / "m.ckpt", official_state_dict("rn_tiny"))
+    first = C.checkpoint_identity(src)
+    reads = []
+    real = C.read_state_dict
+    monkeypatch.setattr(C, "read_state_dict", lambda p: reads.append(p) or real(p))
+    assert C.checkpoint_identity(src) == first and reads == []  # remembered by stat: no reload
+    assert lsegrt.load(src).sha256 == first
+    reads.clear()
+    sd = official_state_dict("rn_tiny")
+    sd["net.scratch.head1.bias"][0] += 1
+    save_lightning_checkpoint(src, sd)  # same path, new weights
+    assert C.checkpoint_identity(src) != first and len(reads) == 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -55,10 +57,128 @@ def backend_class(name: str) -> type["Encoder"]:
     return getattr(importlib.import_module(module), cls)
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One typed backend option: what :meth:`Encoder.open` accepts under its name.
+
+    ``type``: bool, int, float, str or list (of str; a string is split on commas); any other class
+    is taken as is if the value is an instance of it (API-only options such as ``BuildOptions``).
+    ``choices``: allowed values, or a callable giving them (evaluated only when the option is used).
+    ``minimum``: smallest allowed number. ``default`` is used when the option is not given; None
+    means "unset" and is always accepted for options whose default is None.
+    """
+
+    type: type
+    default: Any = None
+    help: str = ""
+    choices: tuple | Callable[[], tuple] | None = None
+    minimum: float | None = None
+
+    def allowed(self) -> tuple | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+    def expected(self) -> str:
+        choices = self.allowed()
+        if choices is not None:
+            return "one of " + ", ".join(str(c) for c in choices) + (" (comma-separated)" if self.type is list else "")
+        if self.type is bool:
+            return "true or false"
+        if self.type in (int, float):
+            kind = "an integer" if self.type is int else "a number"
+            return kind + (f" ≥ {self.minimum:g}" if self.minimum is not None else "")
+        if self.type is list:
+            return "a comma-separated list"
+        return f"a {self.type.__name__}"
+
+    def parse(self, value: Any) -> Any:
+        """``value`` as this option's type; ValueError when it is not one."""
+        if value is None and self.default is None:
+            return None
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            low = str(value).strip().lower()
+            if low in _TRUE or low in _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if self.type in (int, float):
+            if isinstance(value, bool):
+                raise ValueError
+            number = self.type(value)
+            if self.type is int and isinstance(value, float) and number != value:
+                raise ValueError
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError
+            out = number
+        elif self.type is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            out = [str(v).strip() for v in items if str(v).strip()]
+            if not out:
+                raise ValueError
+        elif self.type is str:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ValueError
+            out = str(value)
+        elif isinstance(value, self.type):
+            return value
+        else:
+            raise ValueError
+        choices = self.allowed()
+        if choices is not None:
+            if any(v not in choices for v in (out if isinstance(out, list) else [out])):
+                raise ValueError
+        return out
+
+
+# Declared by backends without a graph mode, so one option set can open every backend in a sweep: they
+# run without a graph, describe() reports cuda_graph: false, and bench marks such rows.
+NO_CUDA_GRAPH = Option(bool, False, "accepted for sweeps, no effect: this backend has no CUDA-graph mode "
+                                    "(describe() reports cuda_graph: false)")
+
+
+def _variants() -> tuple:
+    from ..model.config import VARIANTS
+
+    return tuple(VARIANTS)
+
+
+def options_for(backend: str, options: Mapping[str, Any] | None, sweep: Iterable[str] = ()) -> dict[str, Any]:
+    """The part of one shared option set that ``backend`` declares, for verbs that open several backends.
+
+    bench and compare pass one ``--option`` set to every backend they open (``dynamic=true`` is for
+    compile, while the torch reference runs beside it): each backend gets the options it declares. A
+    name that no backend of the ``sweep`` declares, or a bad value for a backend that declares it, is
+    a one-line error before any work.
+    """
+    options = dict(options or {})
+    classes = {name: backend_class(name) for name in dict.fromkeys([*sweep, backend])}
+    known = sorted(set().union(*(klass.options for klass in classes.values())))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise LsegError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+                        f"{', '.join(classes)}; their options are: {', '.join(known)}")
+    for klass in classes.values():  # values checked for every backend that takes them, up front
+        klass.check_options({k: v for k, v in options.items() if k in klass.options})
+    return {k: v for k, v in options.items() if k in classes[backend].options}
+
+
 class Encoder(ABC):
-    """Image encoder behind one call signature. Use :meth:`open`; close it (or use ``with``)."""
+    """Image encoder behind one call signature. Use :meth:`open`; close it (or use ``with``).
+
+    A backend declares its options in ``options`` (name → :class:`Option`); :meth:`open` checks every
+    given option against them (unknown names and bad values are one-line errors naming the valid
+    ones), fills in the defaults, and passes them to :meth:`create` as keyword arguments. Adding an
+    option is one line there plus its use in ``create``.
+    """
 
     name: ClassVar[str] = "?"
+    options: ClassVar[Mapping[str, Option]] = {
+        "variant": Option(str, None, "architecture of the random default when no checkpoint is given",
+                          choices=_variants),
+    }
 
     def __init__(self, device: torch.device | str, precision: str):
         self.device = canonical_device(device)
@@ -82,7 +202,28 @@ class Encoder(ABC):
         sidecar); without one they build into the cache, keyed by every input that matters.
         """
         klass = backend_class(backend)
-        return klass.create(checkpoint=checkpoint, engine=engine, device=device, precision=precision, **options)
+        check_precision(precision)
+        return klass.create(checkpoint=checkpoint, engine=engine, device=device, precision=precision,
+                            **klass.check_options(options))
+
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` checked against ``cls.options`` and completed with the defaults; else LsegError."""
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown:
+            valid = ", ".join(sorted(cls.options)) or "none"
+            raise LsegError(f"{cls.name} backend: unknown option{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(unknown)}; its options are: {valid}")
+        out = {}
+        for key, option in cls.options.items():
+            if key not in given:
+                out[key] = option.default
+                continue
+            try:
+                out[key] = option.parse(given[key])
+            except (ValueError, TypeError):
+                raise LsegError(f"{cls.name} backend: option {key}={given[key]!r}: expected {option.expected()}") from None
+        return out
 
     @classmethod
     @abstractmethod

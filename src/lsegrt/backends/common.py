@@ -24,20 +24,25 @@ def resolve_model(checkpoint: Any, device: str | torch.device = "cpu", variant: 
     return load(checkpoint, device)
 
 
-def checkpoint_sha256(checkpoint: Any) -> str | None:
-    """Identity of ``checkpoint`` for sidecar checks without loading it: a path → its file's sha256, an
-    :class:`LSegModel` → ``.sha256``, None → None (nothing to check)."""
+def checkpoint_identity(checkpoint: Any) -> tuple[str, str] | None:
+    """(weights identity, how to name it in messages) of ``checkpoint`` for sidecar checks, without
+    building a network: a path → :func:`lsegrt.model.checkpoint.checkpoint_identity` (read once per file
+    version), an :class:`LSegModel` → its ``.sha256``, None → None (nothing to check)."""
     import os
 
     if checkpoint is None:
         return None
     if isinstance(checkpoint, (str, os.PathLike)):
-        if not Path(checkpoint).is_file():
-            raise LsegError(f"checkpoint not found: {checkpoint}")
-        from ..sidecar import sha256_file
+        from ..model.checkpoint import checkpoint_identity as identity
 
-        return sha256_file(checkpoint)
-    return checkpoint.sha256
+        return identity(checkpoint), str(checkpoint)
+    return checkpoint.sha256, str(checkpoint.file or checkpoint.source)
+
+
+def checkpoint_sha256(checkpoint: Any) -> str | None:
+    """The weights identity of ``checkpoint`` (see :func:`checkpoint_identity`), None for None."""
+    found = checkpoint_identity(checkpoint)
+    return found[0] if found else None
 
 
 def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Module:
@@ -104,29 +109,38 @@ def require_cuda(device: torch.device, what: str) -> None:
 
 
 def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
-    """Engine for ``request`` from the cache, built by ``build(path)`` when absent or different.
+    """Engine for ``request`` from the cache, built by ``build(path)`` when absent or not reusable.
 
-    The name is derived from the whole request, and the sidecar is checked before any reuse: a cached
-    engine built from other inputs is never picked up.
+    The name is derived from the whole request, and the sidecar (request and the engine's bytes) is
+    checked before any reuse: a cached engine built from other inputs, swapped, truncated or damaged
+    is rebuilt, never used. Builders of one entry take turns (:func:`lsegrt.sidecar.engine_lock`), so
+    concurrent processes build it once.
     """
-    from ..sidecar import cache_dir, check_sidecar, engine_name
+    from ..sidecar import cache_dir, check_sidecar, engine_lock, engine_name
 
     folder = cache_dir() / "engines"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / engine_name(request, suffix)
-    if path.exists():
-        try:
-            check_sidecar(path, request)
-            return path
-        except LsegError:
-            pass  # same name, different recorded inputs (or a broken sidecar): rebuild
-    build(path)
-    check_sidecar(path, request)
+    with engine_lock(path):
+        if path.exists():
+            try:
+                check_sidecar(path, request)
+                return path
+            except LsegError:
+                pass  # other recorded inputs, other bytes or a broken sidecar: rebuild
+        build(path)
+        check_sidecar(path, request)
     return path
 
 
-def check_engine(engine, request: dict[str, Any]) -> dict[str, Any]:
-    """Sidecar of a user-given engine, refused unless every key in ``request`` matches."""
+def check_engine(engine, request: dict[str, Any], checkpoint: Any = None) -> dict[str, Any]:
+    """Sidecar of a user-given engine, refused unless it describes the engine's bytes and every key in
+    ``request`` matches; with ``checkpoint`` (path or model), the engine must be built from its weights."""
     from ..sidecar import check_sidecar
 
-    return check_sidecar(engine, request)
+    found = checkpoint_identity(checkpoint)
+    label = None
+    if found is not None:
+        request = {**request, "checkpoint_sha256": found[0]}
+        label = found[1]
+    return check_sidecar(engine, request, checkpoint=label)

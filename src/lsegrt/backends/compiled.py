@@ -13,12 +13,20 @@ from __future__ import annotations
 import torch
 
 from ..errors import LsegError
-from .base import Encoder
+from .base import Encoder, Option
 from .common import check_tf32, encoder_module, resolve_model, tf32_description, tf32_scope
 
 
 class CompiledEncoder(Encoder):
     name = "compile"
+    options = {
+        **Encoder.options,
+        "cuda_graph": Option(bool, False, "capture each shape in a CUDA graph (mode reduce-overhead unless given)"),
+        "mode": Option(str, None, "torch.compile mode (default: 'default', or 'reduce-overhead' with cuda_graph)",
+                       choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
+        "dynamic": Option(bool, False, "one compile for symbolic batch/H/W instead of one per shape"),
+        "tf32": Option(bool, None, "TF32 in fp32 matmuls and cuDNN convolutions (unset: PyTorch's global flags)"),
+    }
 
     def __init__(self, model, device, precision: str, cuda_graph: bool = False, mode: str | None = None,
                  dynamic: bool = False, tf32: bool | None = None):
@@ -35,7 +43,7 @@ class CompiledEncoder(Encoder):
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
-               cuda_graph=False, mode=None, dynamic=False, tf32=None, **options):
+               cuda_graph=False, mode=None, dynamic=False, tf32=None):
         if engine is not None:
             raise LsegError("the compile backend compiles a checkpoint, not an engine file; use --checkpoint")
         return cls(resolve_model(checkpoint, device, variant), device, precision, cuda_graph, mode, dynamic, tf32)

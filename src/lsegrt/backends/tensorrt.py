@@ -18,8 +18,8 @@ import torch
 
 from ..errors import LsegError
 from ..sidecar import check_sidecar, gpu_info
-from .base import Encoder, check_precision
-from .common import checkpoint_sha256, require_cuda, resolve_model
+from .base import Encoder, Option, check_precision
+from .common import checkpoint_identity, require_cuda, resolve_model
 from .tensorrt_build import (DEBUG_WARNING, INPUT, OUTPUT, _LOCK, BuildOptions, Progress, Shape, _cc_names, _fmt,
                              _logged_errors, _logger, build_engine, cached_engine, flavor, import_tensorrt,
                              request_for)
@@ -28,8 +28,11 @@ __all__ = ["BuildOptions", "DEBUG_WARNING", "INPUT", "OUTPUT", "Progress", "Shap
            "build_engine", "cached_engine", "check_engine", "flavor", "import_tensorrt", "request_for"]
 
 
-def check_engine(engine, precision: str, device="cuda", checkpoint_sha256: str | None = None) -> dict:
-    """Refuse an engine built for another precision, TensorRT build, GPU or checkpoint; return its sidecar."""
+def check_engine(engine, precision: str, device="cuda", checkpoint_sha256: str | None = None,
+                 checkpoint: str | None = None, tf32: bool | None = None) -> dict:
+    """Refuse an engine built for another precision, TensorRT build, GPU, checkpoint (``checkpoint``
+    names it in the message) or TF32 setting (when ``tf32`` is given), or whose bytes are not the ones
+    its sidecar records; return its sidecar."""
     trt = import_tensorrt()
     kind, version = flavor(trt)
     want = {"backend": "tensorrt", "backend_flavor": kind, "backend_version": version,
@@ -39,7 +42,9 @@ def check_engine(engine, precision: str, device="cuda", checkpoint_sha256: str |
         want["gpu"] = info["gpu"]
     if checkpoint_sha256 is not None:
         want["checkpoint_sha256"] = checkpoint_sha256
-    payload = check_sidecar(engine, want)
+    if tf32 is not None:
+        want["tf32"] = bool(tf32)
+    payload = check_sidecar(engine, want, checkpoint=checkpoint)
     cc, name = info["compute_capability"], Path(engine).name
     if kind == "tensorrt_rtx" and cc is not None:
         if cc not in _cc_names(trt):
@@ -56,9 +61,12 @@ def _engine_profile(trt, engine, path: Path) -> dict[str, Shape]:
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     if sorted(names) != [OUTPUT, INPUT] or engine.get_tensor_mode(INPUT) != trt.TensorIOMode.INPUT:
         raise LsegError(f"engine {path.name} has tensors {names}; lsegrt engines map 'image' to 'features'")
-    for name in names:
+    for name, channels in ((INPUT, 3), (OUTPUT, 512)):
         if engine.get_tensor_dtype(name) != trt.float32:
             raise LsegError(f"engine {path.name}: {name!r} is {engine.get_tensor_dtype(name).name}, expected float32")
+        shape = list(engine.get_tensor_shape(name))
+        if len(shape) != 4 or shape[1] != channels:
+            raise LsegError(f"engine {path.name}: {name!r} has shape {shape}; expected (B,{channels},H,W)")
     dims = engine.get_tensor_profile_shape(INPUT, 0)
     return {key: (int(d[0]), int(d[2]), int(d[3])) for key, d in zip(("min", "opt", "max"), dims)}
 
@@ -71,15 +79,22 @@ class TensorRTEncoder(Encoder):
     """
 
     name = "tensorrt"
+    options = {
+        **Encoder.options,
+        "cuda_graph": Option(bool, False, "replay each shape from a CUDA graph"),
+        "tf32": Option(bool, None, "TF32 in fp32 layers, a build-time choice: a cache build uses it (unset: off, "
+                                   "IEEE fp32); a given engine must have been built with it"),
+        "build": Option(BuildOptions, None, "profile and builder options of a cache build (API only)"),
+    }
 
     def __init__(self, engine, device="cuda", precision: str = "fp32", *, cuda_graph: bool = False,
-                 checkpoint_sha256: str | None = None):
+                 checkpoint_sha256: str | None = None, checkpoint: str | None = None, tf32: bool | None = None):
         device = torch.device(device)
         require_cuda(device, "the TensorRT runtime")
         device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
         super().__init__(device, precision)
         self.engine_path = Path(engine)
-        self.sidecar = check_engine(engine, precision, device, checkpoint_sha256)
+        self.sidecar = check_engine(engine, precision, device, checkpoint_sha256, checkpoint, tf32)
         if self.sidecar["request"].get("debug"):
             warnings.warn(DEBUG_WARNING, stacklevel=3)
         self._trt = trt = import_tensorrt()
@@ -101,25 +116,27 @@ class TensorRTEncoder(Encoder):
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cuda", precision="fp32", cuda_graph=False,
-               variant=None, build: BuildOptions | None = None, **options) -> "TensorRTEncoder":
+               variant=None, build: BuildOptions | None = None, tf32: bool | None = None) -> "TensorRTEncoder":
         """Open ``engine``; without one, build (or reuse) the cache's engine for ``checkpoint``.
 
         ``build`` sets the profile and builder options of a cache build (default: BuildOptions(precision)).
         With both ``engine`` and a ``checkpoint``, the engine must have been built from that checkpoint.
+        ``tf32``: TensorRT decides TF32 when it builds: a cache build is made with it, a given engine
+        must record it (so `compare --option tf32=false` gets IEEE fp32 engines, as from torch).
         """
-        if options:
-            raise LsegError(f"tensorrt backend: unknown option(s) {', '.join(sorted(options))}; "
-                            "it takes cuda_graph, variant and build")
         require_cuda(torch.device(device), "the TensorRT runtime")
         check_precision(precision)
         if engine is None:
-            build = build or BuildOptions(precision=precision)
+            build = build or BuildOptions(precision=precision, tf32=bool(tf32))
             if build.precision != precision:
                 raise LsegError(f"build options are for {build.precision} but precision={precision!r} was asked")
+            if tf32 is not None and build.tf32 != tf32:
+                raise LsegError(f"option tf32={tf32} contradicts the build options (tf32={build.tf32})")
             model = resolve_model(checkpoint, "cpu", variant)
             return cls(cached_engine(model, build, device=device), device, precision, cuda_graph=cuda_graph)
-        return cls(engine, device, precision, cuda_graph=cuda_graph,
-                   checkpoint_sha256=checkpoint_sha256(checkpoint))
+        found = checkpoint_identity(checkpoint)
+        return cls(engine, device, precision, cuda_graph=cuda_graph, checkpoint_sha256=found and found[0],
+                   checkpoint=found and found[1], tf32=tf32)
 
     def _new_context(self):
         trt = self._trt
@@ -206,7 +223,7 @@ class TensorRTEncoder(Encoder):
         return {**super().describe(), "engine": str(self.engine_path), "backend_flavor": self.flavor,
                 "backend_version": self.version, "typing": req.get("typing"), "profile": req.get("profile"),
                 "compute_capability": req.get("compute_capability"), "checkpoint": req.get("checkpoint_name"),
-                "cuda_graph": self.cuda_graph}
+                "cuda_graph": self.cuda_graph, "tf32": req.get("tf32")}
 
     def close(self) -> None:
         self._graphs.clear()  # contexts before the engine before the runtime

@@ -23,6 +23,7 @@ reports, sidecars. Unverified, written against the documented API and never run 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import operator
 import threading
@@ -33,11 +34,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import LsegError, MissingDependency
-from ..fileio import atomic_path, check_output_path, write_bytes
-from ..sidecar import gpu_info, sha256_file, sidecar_path, write_sidecar
+from ..fileio import check_output_path, write_bytes
+from ..sidecar import (check_engine_output, engine_lock, file_sha256, gpu_info, publish, read_sidecar,
+                       recorded_checkpoint, sidecar_path, staging)
 from .base import check_precision
 
 INPUT, OUTPUT = "image", "features"
+SUFFIXES = (".engine", ".plan", ".trt")
+BATCH_LIMIT, SIDE_LIMIT = 1024, 8192  # beyond these a profile is a typo, not a deployment
 Shape = tuple[int, int, int]  # (B, H, W)
 Progress = Callable[[str, int, int], None]  # (phase, step, steps in phase)
 DEBUG_WARNING = ("TensorRT debug mode synchronizes after every layer and slows inference: "
@@ -145,6 +149,9 @@ class BuildOptions:
                 raise LsegError(f"profile {key} shape {value!r}: expected (B,H,W) positive integers, e.g. (1,480,480)")
             if shape[1] % 32 or shape[2] % 32:
                 raise LsegError(f"profile {key} shape {_fmt(shape)} (BxHxW): H and W must be multiples of 32")
+            if shape[0] > BATCH_LIMIT or max(shape[1:]) > SIDE_LIMIT:
+                raise LsegError(f"profile {key} shape {_fmt(shape)} (BxHxW): at most batch {BATCH_LIMIT} and "
+                                f"side {SIDE_LIMIT}")
             object.__setattr__(self, f"{key}_shape", shape)
             shapes[key] = shape
         if not all(a <= b <= c for a, b, c in zip(shapes["min"], shapes["opt"], shapes["max"])):
@@ -194,20 +201,58 @@ def _target(trt, options: BuildOptions, device="cuda") -> tuple[str, str, list]:
     return "rtx-" + "-".join("sm" + p.replace(".", "") for p in parts), ",".join(parts), [known[p] for p in parts]
 
 
+def onnx_origin(onnx_path) -> dict[str, Any] | None:
+    """What an ONNX was exported from, read from its sidecar after checking that the sidecar describes
+    these bytes: ``checkpoint_sha256``, ``checkpoint_name``, ``variant``, ``checkpoint`` (the recorded
+    file, for messages). None when it has no sidecar (a foreign export); refused when its sidecar is
+    stale, invalid or describes other bytes."""
+    onnx = Path(onnx_path)
+    if not onnx.is_file():
+        raise LsegError(f"ONNX file not found: {onnx}")
+    if not sidecar_path(onnx).exists():
+        return None
+    payload = read_sidecar(onnx)
+    req = payload["request"]
+    if req.get("backend") != "onnx":
+        raise LsegError(f"{sidecar_path(onnx).name} is the sidecar of a {req.get('backend')} engine, not of an ONNX export")
+    return {"checkpoint_sha256": req.get("checkpoint_sha256"), "checkpoint_name": req.get("checkpoint_name"),
+            "variant": req.get("variant"), "checkpoint": recorded_checkpoint(payload),
+            "checkpoint_file": (payload.get("info") or {}).get("checkpoint_file")}
+
+
+def _file_of(model) -> str | None:
+    found = getattr(model, "file", None) or getattr(model, "source", None)
+    return str(found) if found else None
+
+
 def request_for(onnx_path, options: BuildOptions, *, model=None, device="cuda", onnx_sha256: str | None = None) -> dict:
     """The sidecar request of an engine built from ``onnx_path`` with ``options``: all that changes it.
 
-    ``model`` (an :class:`lsegrt.LSegModel`) fills the checkpoint fields; without it they name the ONNX.
+    The checkpoint fields come from the ONNX's own sidecar (an `lsegrt export`); ``model`` (an
+    :class:`lsegrt.LSegModel`), when given, must be the one it names: an engine is never labelled with
+    a checkpoint its graph was not exported from. A foreign ONNX (no sidecar) names no checkpoint, and
+    cannot be combined with ``model``.
     """
     trt = import_tensorrt()
     kind, version = flavor(trt)
     gpu, cc, _ = _target(trt, options, device)
+    onnx = Path(onnx_path)
+    origin = onnx_origin(onnx)
+    if model is not None:
+        given = _file_of(model) or str(getattr(model, "name", "the given checkpoint"))
+        if origin is None:
+            raise LsegError(f"{onnx.name} has no sidecar, so nothing says it was exported from {given}; "
+                            "export it with `lsegrt export`, or build without --checkpoint")
+        if origin["checkpoint_sha256"] != model.sha256:
+            raise LsegError(f"{onnx.name} was exported from {origin['checkpoint']}, not from {given} "
+                            f"(weights sha256 {str(model.sha256)[:12]}…); build from the matching pair")
+    origin = origin or {"checkpoint_sha256": None, "checkpoint_name": onnx.stem, "variant": None}
     return {
         "backend": "tensorrt", "backend_flavor": kind, "backend_version": version,
-        "checkpoint_sha256": model.sha256 if model is not None else None,
-        "checkpoint_name": model.name if model is not None else Path(onnx_path).stem,
-        "variant": model.variant if model is not None else None,
-        "onnx_sha256": onnx_sha256 or sha256_file(onnx_path),
+        "checkpoint_sha256": origin["checkpoint_sha256"],
+        "checkpoint_name": origin["checkpoint_name"] or onnx.stem,
+        "variant": origin["variant"],
+        "onnx_sha256": onnx_sha256 or file_sha256(onnx),
         "precision": options.precision, "profile": options.profile(),
         "typing": "weak" if options.weak_typing else "strong",
         "gpu": gpu, "compute_capability": cc, **options.engine_options(),
@@ -385,7 +430,7 @@ def build_engine(onnx_path, engine_path, options: BuildOptions | None = None, *,
     onnx = Path(onnx_path)
     if not onnx.is_file():
         raise LsegError(f"ONNX file not found: {onnx}")
-    engine_path = check_output_path(engine_path)
+    engine_path = check_engine_output(engine_path, SUFFIXES, inputs=(onnx, getattr(model, "file", None)))
     if options.weak_typing and not hasattr(trt.BuilderFlag, "FP16"):
         raise LsegError(f"weak typing needs full tensorrt 10.x; {kind} {version} builds strongly typed only: "
                         f"export an ONNX in {options.precision} and build without weak_typing")
@@ -412,9 +457,6 @@ def build_engine(onnx_path, engine_path, options: BuildOptions | None = None, *,
         seconds = time.perf_counter() - start
         if serialized is None:
             raise LsegError(f"TensorRT could not build an engine from {onnx.name}: {_logged_errors(logger)}")
-        sidecar_path(engine_path).unlink(missing_ok=True)  # never a new engine beside an old sidecar
-        with atomic_path(engine_path) as tmp, open(tmp, "wb") as f:
-            f.write(serialized)
         logged_warnings = _logged(logger, worst=2)[:20]
     if cache is not None:
         write_bytes(options.timing_cache, bytes(cache.serialize()))
@@ -423,8 +465,14 @@ def build_engine(onnx_path, engine_path, options: BuildOptions | None = None, *,
         "backend_flavor": kind, "backend_version": version, "options": asdict(options),
         "compute_capability": cc, "onnx": str(onnx.resolve()), "onnx_float_types": float_types,
         "tensorrt_warnings": logged_warnings,
+        "checkpoint_file": (onnx_origin(onnx) or {}).get("checkpoint_file") or _file_of(model),
     }
-    write_sidecar(engine_path, request, info)
+    with engine_lock(engine_path), staging(engine_path) as stage:
+        staged = stage / engine_path.name
+        data = memoryview(serialized)
+        with open(staged, "wb") as f:
+            f.write(data)
+        publish(engine_path, staged, request, info, engine_sha256=hashlib.sha256(data).hexdigest())
     return info
 
 

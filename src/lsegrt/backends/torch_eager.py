@@ -2,19 +2,25 @@
 
 Option ``tf32``: unset follows PyTorch's global flags (by default fp32 matmuls are IEEE, cuDNN
 convolutions TF32); ``tf32=false`` makes fp32 strict everywhere (the faithful reference),
-``tf32=true`` allows TF32 in both.
+``tf32=true`` allows TF32 in both. ``cuda_graph`` is accepted so one option set opens every backend in
+a sweep; eager has no graph mode and describe() says so (bench marks such rows).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .base import Encoder
+from .base import NO_CUDA_GRAPH, Encoder, Option
 from .common import check_tf32, encoder_module, resolve_model, tf32_description, tf32_scope
 
 
 class TorchEncoder(Encoder):
     name = "torch"
+    options = {
+        **Encoder.options,
+        "tf32": Option(bool, None, "TF32 in fp32 matmuls and cuDNN convolutions (unset: PyTorch's global flags)"),
+        "cuda_graph": NO_CUDA_GRAPH,
+    }
 
     def __init__(self, model, device, precision: str, tf32: bool | None = None):
         super().__init__(device, precision)
@@ -24,9 +30,7 @@ class TorchEncoder(Encoder):
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
-               cuda_graph=False, tf32=None, **options):
-        # cuda_graph is accepted so one option set can open every backend in a sweep; eager has no
-        # graph mode and says so in describe() (bench marks such rows).
+               cuda_graph=False, tf32=None):
         from ..errors import LsegError
 
         if engine is not None:

@@ -66,36 +66,45 @@ def _reusable(out: Path, request: dict, force: bool) -> bool:
     except LsegError as exc:
         say(f"rebuilding {out.name}: {exc}")
         return False
-    say(f"{out} is up to date for this request (sidecar matches); use --force to rebuild")
+    say(f"{out} is up to date for this request (sidecar and contents match); use --force to rebuild")
     return True
 
 
-def _out_path(args, request: dict, suffix: str) -> Path:
-    """``--out``, or the cache's deterministic name for ``request``."""
-    if args.out:
-        return Path(args.out)
-    from ..sidecar import cache_dir, engine_name
+def _out_path(args, request: dict, suffixes: tuple[str, ...]) -> Path:
+    """``--out`` (checked: writable, not a folder, not an input), or the cache's name for ``request``."""
+    from ..sidecar import cache_dir, check_engine_output, engine_name
 
-    out = cache_dir() / "engines" / engine_name(request, suffix)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+    if not args.out:
+        out = cache_dir() / "engines" / engine_name(request, suffixes[0])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+    return check_engine_output(args.out, suffixes, inputs=(args.onnx, args.checkpoint))
 
 
-def _build_tensorrt(args, model) -> Path:
+def _build_options(args):
     from ..backends import tensorrt_build as trt
 
-    options = trt.BuildOptions(
+    if args.workspace is not None and args.workspace < 1:
+        from ..errors import LsegError
+
+        raise LsegError(f"--workspace {args.workspace}: expected a positive number of MiB")
+    return trt.BuildOptions(
         precision=args.precision, min_shape=args.min, opt_shape=args.opt, max_shape=args.max,
         workspace=args.workspace * 2**20 if args.workspace else None, optimization_level=args.opt_level,
         timing_cache=args.timing_cache, sparse_weights=args.sparse_weights, debug=args.debug,
         weak_typing=args.weak_typing, tf32=args.tf32, compute_capability=args.compute_capability,
     )
+
+
+def _build_tensorrt(args, options, model) -> Path:
+    from ..backends import tensorrt_build as trt
+
     onnx = Path(args.onnx) if args.onnx else trt._cached_onnx(model, "fp32" if args.weak_typing else args.precision)
-    request = trt.request_for(onnx, options, model=model, device=args.device)
-    out = _out_path(args, request, ".engine")
+    request = trt.request_for(onnx, options, model=model, device=args.device)  # refuses a mismatched pair
+    out = _out_path(args, request, trt.SUFFIXES)
     if not _reusable(out, request, args.force):
         say(f"building {out.name} from {onnx.name} ({args.precision}, profile {args.min}…{args.max})")
-        info = trt.build_engine(onnx, out, options, request=request)
+        info = trt.build_engine(onnx, out, options, request=request, model=model)
         say(f"  built in {info['build_seconds']:.1f} s, {info['engine_bytes'] / 1e6:,.1f} MB "
             f"({info['backend_flavor']} {info['backend_version']})")
     return out
@@ -108,7 +117,7 @@ def _build_aoti(args, model) -> Path:
 
     device = torch.device(args.device)
     request = aoti_request(model, args.precision, device, args.max_batch, args.max_side)
-    out = _out_path(args, request, ".pt2")
+    out = _out_path(args, request, (".pt2",))
     if not _reusable(out, request, args.force):
         say(f"compiling {out.name} for {device} ({args.precision}); this takes a few minutes for full-size models")
         info = build_aoti(model, out, precision=args.precision, device=device,
@@ -117,35 +126,51 @@ def _build_aoti(args, model) -> Path:
     return out
 
 
-def _onnx_origin(onnx: str):
-    """The checkpoint an `lsegrt export` ONNX came from, read from its sidecar (None if it has none)."""
+def _checkpoint_only(path: str):
+    """What a TensorRT build from ``--onnx`` needs of ``--checkpoint``: its weights identity (read once
+    per file version, no network built) and its file, to check the ONNX was exported from it."""
     from types import SimpleNamespace
 
-    from ..errors import LsegError
-    from ..sidecar import read_sidecar
+    from ..model.checkpoint import checkpoint_identity
 
-    try:
-        req = read_sidecar(onnx)["request"]
-    except LsegError:
-        return None
-    return SimpleNamespace(sha256=req.get("checkpoint_sha256"), name=req.get("checkpoint_name", Path(onnx).stem),
-                           variant=req.get("variant"))
+    return SimpleNamespace(sha256=checkpoint_identity(path), file=Path(path), source=path, name=Path(path).stem)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import LsegError
     from .common import resolve_device
 
-    if args.backend == "aoti" and args.onnx:
-        raise LsegError("--onnx is for --backend tensorrt; aoti compiles from the checkpoint")
-    if args.backend == "tensorrt":
-        args.device = "cpu" if args.device == "auto" else args.device
-        model_args = argparse.Namespace(**{**vars(args), "device": "cpu"})  # export runs on the CPU
-    else:
-        args.device = resolve_device(args.device)
-        model_args = args
-    model = _onnx_origin(args.onnx) if args.backend == "tensorrt" and args.onnx and not args.checkpoint else None
-    model = model or load_model(model_args)
-    out = _build_tensorrt(args, model) if args.backend == "tensorrt" else _build_aoti(args, model)
+    try:
+        if args.backend == "aoti":
+            from ..backends.aoti import check_limits
+
+            if args.onnx:
+                raise LsegError("--onnx is for --backend tensorrt; aoti compiles from the checkpoint")
+            check_limits(args.max_batch, args.max_side)
+            args.device = resolve_device(args.device)
+            if args.out:
+                _out_path(args, {}, (".pt2",))  # refuse a bad output before the model is loaded
+            out = _build_aoti(args, load_model(args))
+        else:
+            from ..backends.tensorrt_build import SUFFIXES, import_tensorrt
+
+            import_tensorrt()
+            options = _build_options(args)
+            if args.out:
+                _out_path(args, {}, SUFFIXES)  # refuse a bad output before any export or build
+            args.device = "cpu" if args.device == "auto" else args.device
+            if args.onnx:
+                if not Path(args.onnx).is_file():
+                    raise LsegError(f"ONNX file not found: {args.onnx}")
+                if args.variant and not args.checkpoint:
+                    raise LsegError("--variant picks the random default's architecture; with --onnx the graph "
+                                    "fixes it (add --checkpoint to check the ONNX was exported from it)")
+                model = _checkpoint_only(args.checkpoint) if args.checkpoint else None
+            else:
+                model = load_model(argparse.Namespace(**{**vars(args), "device": "cpu"}))  # export runs on the CPU
+            out = _build_tensorrt(args, options, model)
+    except OSError as exc:  # read-only folder, disk full, ...: the user's to fix, in one line
+        where = f" {exc.filename}" if exc.filename else ""
+        raise LsegError(f"cannot build{where}: {exc.strerror or exc}") from None
     say(f"engine: {out}\nsidecar: {out}.json")
     return 0

@@ -36,11 +36,19 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(args.trace_size, int):
         raise LsegError("--trace-size takes an exact HxW, e.g. 480x480")
     args.device = "cpu"  # export traces on the CPU: deterministic and needs no GPU
+    if args.out:  # refuse a bad output before the model is loaded
+        from ..sidecar import check_engine_output
+
+        check_engine_output(args.out, (".onnx",), inputs=(args.checkpoint,))
     model = load_model(args)
     out = Path(args.out or f"{model.name}_{args.precision}.onnx")
     say(f"exporting {model.variant} ({model.source}) in {args.precision}, opset {args.opset} → {out}")
-    info = export_onnx(model, out, precision=args.precision, opset=args.opset, trace_size=args.trace_size,
-                       external_data=args.external_data or None, verify=not args.no_verify)
+    try:
+        info = export_onnx(model, out, precision=args.precision, opset=args.opset, trace_size=args.trace_size,
+                           external_data=args.external_data or None, verify=not args.no_verify)
+    except OSError as exc:  # disk full, permissions changed mid-export: the user's to fix, in one line
+        where = f" {exc.filename}" if exc.filename else ""
+        raise LsegError(f"cannot export{where}: {exc.strerror or exc}") from None
     say(f"  exported in {info['export_seconds']:.1f} s, {info['weights_bytes'] / 1e6:,.1f} MB of weights"
         f"{' (external data)' if info['external_data'] else ''}, sha256 {info['onnx_sha256'][:16]}…")
     ver = info.get("verification")

@@ -7,6 +7,7 @@ shape, nothing unexpected beyond the documented unused families, and every misma
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -134,8 +135,17 @@ def _fmt(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def _kind(dtype: torch.dtype) -> str:
+    return "float" if dtype.is_floating_point else "integer" if not dtype.is_complex and dtype != torch.bool else str(dtype)
+
+
 def validate(sd: dict[str, torch.Tensor], cfg: LSegConfig, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Return the used tensors cast to the network's dtypes, or raise listing every mismatch."""
+    """Return the used tensors cast to the network's dtypes, or raise listing every mismatch.
+
+    Refused, with the key names: missing, unexpected and mis-shaped keys, tensors of the wrong kind
+    (integers or booleans where the network holds floats, and the reverse) and floats holding NaN or
+    Inf, which would turn every feature into NaN without an error.
+    """
     exp = expected_shapes(cfg)
     used = {k: v for k, v in sd.items() if not is_unused(k)}
     missing = sorted(exp.keys() - used.keys())
@@ -144,12 +154,68 @@ def validate(sd: dict[str, torch.Tensor], cfg: LSegConfig, source: str = "checkp
         f"{k} {list(used[k].shape)}≠{list(exp[k][0])}" for k in used.keys() & exp.keys()
         if tuple(used[k].shape) != tuple(exp[k][0])
     )
-    if missing or unexpected or shaped:
+    typed = sorted(
+        f"{k} {str(used[k].dtype).removeprefix('torch.')} (expected {_kind(exp[k][1])})" for k in used.keys() & exp.keys()
+        if _kind(used[k].dtype) != _kind(exp[k][1])
+    )
+    if missing or unexpected or shaped or typed:
         parts = [f"{len(missing)} missing ({_fmt(missing)})" if missing else "",
                  f"{len(unexpected)} unexpected ({_fmt(unexpected)})" if unexpected else "",
-                 f"{len(shaped)} mis-shaped ({_fmt(shaped)})" if shaped else ""]
+                 f"{len(shaped)} mis-shaped ({_fmt(shaped)})" if shaped else "",
+                 f"{len(typed)} of the wrong type ({_fmt(typed)})" if typed else ""]
         raise LsegError(f"{source} does not match LSeg {cfg.name}: " + "; ".join(p for p in parts if p))
+    nonfinite = sorted(k for k, v in used.items() if v.is_floating_point() and v.device.type != "meta"
+                       and not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise LsegError(f"{source}: {len(nonfinite)} tensor(s) hold NaN or Inf ({_fmt(nonfinite)}); "
+                        "the checkpoint is damaged or was saved from a diverged run")
     return {k: v.to(exp[k][1]) for k, v in used.items()}
+
+
+def weights_sha256(sd: dict[str, torch.Tensor]) -> str:
+    """Identity of a validated inference state dict: sha256 over its keys in sorted order, each with
+    dtype, shape and raw bytes (little-endian, as stored in memory).
+
+    Depends on the weights the encoders use and nothing else: an official ``.ckpt`` and its
+    ``lsegrt convert`` ``.safetensors`` (no optimizer state, no unused families) are the same model
+    and get the same identity, so engines built from one stay valid for the other.
+    """
+    h = hashlib.sha256(b"lsegrt-weights-v1\0")
+    for key in sorted(sd):
+        t = sd[key].detach()
+        if t.device.type != "cpu":
+            raise ValueError("weights_sha256 hashes CPU tensors (hash before any device move)")
+        h.update(f"{key}\0{str(t.dtype).removeprefix('torch.')}\0{list(t.shape)}\0".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def checkpoint_identity(path: str | os.PathLike, sd: dict[str, torch.Tensor] | None = None,
+                        at: list[int] | None = None) -> str:
+    """:func:`weights_sha256` of the checkpoint at ``path``, computed once per file version.
+
+    Remembered by the file's stat (:mod:`lsegrt.hashcache`), so checking an engine against a 1.5 GB
+    checkpoint does not reload it every time. ``sd`` is the validated state dict the caller read from
+    ``path`` when its stat was ``at`` (:func:`lsegrt.hashcache.stamp`): it is hashed instead of reading
+    the file again, and remembered only if the file is still the one that was read.
+    """
+    from .. import hashcache
+
+    path = Path(path)
+    if not path.is_file():
+        raise LsegError(f"checkpoint not found: {path}")
+    if sd is None:
+        def compute(p: Path) -> str:
+            raw = read_state_dict(p)
+            return weights_sha256(validate(raw, detect_variant(raw, p.name), source=p.name))
+
+        return hashcache.digest(path, "weights", compute)
+    found = hashcache.lookup(path, "weights")
+    if found is not None and hashcache.stamp(path) == at:
+        return found
+    value = weights_sha256(sd)
+    hashcache.remember(path, "weights", value, at=at)
+    return value
 
 
 def build_net(cfg: LSegConfig, sd: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> LSegNet:

@@ -1,0 +1,132 @@
+"""Typed backend options: every backend declares them; unknown names and bad values are one-line errors
+naming the valid choices, through the API and the CLI (exit 2), before any model is built."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import lsegrt
+from lsegrt.backends.base import REGISTRY, Encoder, backend_class
+from lsegrt.errors import LsegError
+
+BACKENDS = list(REGISTRY)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unknown_option_is_refused_naming_the_valid_ones(backend):
+    with pytest.raises(LsegError) as exc:
+        Encoder.open(backend, variant="vit_tiny", foo="bar")
+    msg = str(exc.value)
+    assert f"{backend} backend: unknown option foo; its options are: " in msg and "\n" not in msg
+    assert all(name in msg for name in backend_class(backend).options)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_declared_options_are_what_create_takes(backend):
+    """A declaration without an implementation (or the reverse) cannot slip in."""
+    from lsegrt.backends.base import Option
+
+    klass = backend_class(backend)
+    taken = set(inspect.signature(klass.create).parameters) - {"checkpoint", "engine", "device", "precision"}
+    assert taken == set(klass.options)
+    assert all(isinstance(o, Option) and o.help for o in klass.options.values())
+
+
+@pytest.mark.parametrize("backend, options, message", [
+    ("compile", {"dynamic": "maybe"}, "option dynamic='maybe': expected true or false"),
+    ("compile", {"mode": "bogus"}, "option mode='bogus': expected one of default, reduce-overhead, max-autotune, "
+                                   "max-autotune-no-cudagraphs"),
+    ("compile", {"tf32": 3}, "option tf32=3: expected true or false"),
+    ("torch", {"cuda_graph": "sometimes"}, "option cuda_graph='sometimes': expected true or false"),
+    ("onnxruntime", {"providers": "BogusExecutionProvider"}, "expected one of .*CPUExecutionProvider"),
+    ("onnxruntime", {"threads": -1}, "option threads=-1: expected an integer ≥ 0"),
+    ("onnxruntime", {"opset": "eleven"}, "option opset='eleven': expected an integer ≥ 14"),
+    ("aoti", {"max_batch": 0}, "option max_batch=0: expected an integer ≥ 1"),
+    ("torch", {"variant": "vit_huge"}, "option variant='vit_huge': expected one of vit_l16, "),
+])
+def test_bad_values_are_refused_naming_the_choices(backend, options, message):
+    with pytest.raises(LsegError, match=message):
+        Encoder.open(backend, **{"variant": "vit_tiny", **options})
+
+
+def test_values_from_the_command_line_are_typed():
+    from lsegrt.backends.compiled import CompiledEncoder
+    from lsegrt.backends.onnxruntime import OnnxRuntimeEncoder
+
+    got = CompiledEncoder.check_options({"dynamic": "true", "tf32": "off", "mode": "max-autotune"})
+    assert got == {"variant": None, "cuda_graph": False, "mode": "max-autotune", "dynamic": True, "tf32": False}
+    got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
+    assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
+
+
+def test_bad_precision_fails_before_a_model_is_built(monkeypatch):
+    import lsegrt.api
+
+    monkeypatch.setattr(lsegrt.api, "random_model", lambda *a, **k: pytest.fail("built a model"))
+    with pytest.raises(LsegError, match="unknown precision"):
+        Encoder.open("torch", precision="fp8")
+    with pytest.raises(LsegError, match="unknown option"):
+        Encoder.open("torch", bogus=1)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_cuda_graph_without_a_graph_mode_is_accepted_and_reported(backend, tiny_vit, cache_dir):
+    """Documented policy: so one option set opens every backend in a sweep; describe() tells the truth."""
+    with lsegrt.Encoder.open(backend, checkpoint=tiny_vit, cuda_graph=True) as enc:
+        assert enc.describe()["cuda_graph"] is False
+
+
+@pytest.mark.parametrize("option, message", [
+    ("foo=bar", "torch backend: unknown option foo; its options are: cuda_graph, tf32, variant"),
+    ("dynamic=true", "torch backend: unknown option dynamic"),
+    ("tf32=maybe", "option tf32='maybe': expected true or false"),
+])
+def test_cli_option_errors_exit_2(tmp_path, run_cli, option, message):
+    code, out, err = run_cli("encode", "--variant", "vit_tiny", "--size", "64", "--option", option,
+                             "--out", tmp_path / "f.npy")
+    assert code == 2 and err.startswith("lsegrt: error:") and err.count("\n") == 1, (out, err)
+    assert message in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_bad_mode_names_the_choices(tmp_path, run_cli):
+    code, _, err = run_cli("encode", "--variant", "vit_tiny", "--backend", "compile", "--option", "mode=bogus",
+                           "--out", tmp_path / "f.npy")
+    assert code == 2 and "expected one of default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs" in err
+
+
+def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
+    """bench/compare open several backends with one --option set: each gets what it declares."""
+    from lsegrt.backends.base import options_for
+
+    given = {"dynamic": True, "cuda_graph": True, "tf32": False}
+    sweep = ["torch", "compile", "tensorrt"]
+    assert options_for("torch", given, sweep) == {"cuda_graph": True, "tf32": False}
+    assert options_for("compile", given, sweep) == given
+    assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
+    with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: cuda_graph, "
+                                        "dynamic, mode, tf32, variant"):
+        options_for("torch", {"foo": 1}, ["torch", "compile"])
+    with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
+        options_for("torch", {"dynamic": True}, ["torch"])
+    with pytest.raises(LsegError, match="compile backend: option dynamic='maybe'"):
+        options_for("torch", {"dynamic": "maybe"}, ["torch", "compile"])
+
+
+def test_bench_sweep_refuses_an_unknown_option_before_any_work(tiny_vit):
+    from lsegrt.bench import sweep
+
+    with pytest.raises(LsegError, match="unknown option foo for torch"):
+        next(sweep([tiny_vit], ["torch"], ["fp32"], [(64, 64)], [1], options={"foo": "bar"}))
+
+
+def test_compare_gives_each_side_its_own_options(tiny_vit, chelsea, cache_dir):
+    """The torch reference beside an onnxruntime candidate: `threads` is only the candidate's."""
+    from lsegrt import compare as cmp
+
+    report = cmp.compare(tiny_vit, [cmp.Side("onnxruntime")], [("chelsea", chelsea)], [64], options={"threads": 1})
+    assert report["passed"], report["pairs"][0]["error"]
+    with pytest.raises(LsegError, match="unknown option foo"):
+        cmp.compare(tiny_vit, [cmp.Side("onnxruntime")], [("chelsea", chelsea)], [64], options={"foo": 1})
