@@ -163,6 +163,21 @@ def sdpa_scope(choice: str):
     return sdpa_kernel([backend])
 
 
+def compile_module(module: torch.nn.Module, options: CompileOptions):
+    """``torch.compile`` of ``module`` with ``options`` (whole graph; stock settings use ``mode=`` alone)."""
+    inductor = options.inductor_options()
+    if inductor is None:
+        return torch.compile(module, mode=options.effective_mode, dynamic=options.dynamic, fullgraph=True)
+    return torch.compile(module, options=inductor, dynamic=options.dynamic, fullgraph=True)
+
+
+@contextlib.contextmanager
+def call_scope(options: CompileOptions):
+    """Process-wide flags a compiled call runs (and is traced) under: TF32 and the SDPA kernel choice."""
+    with tf32_scope(options.tf32), sdpa_scope(options.sdpa):
+        yield
+
+
 class CompiledEncoder(Encoder):
     name = "compile"
 
@@ -178,12 +193,7 @@ class CompiledEncoder(Encoder):
         self.mode = self.options.effective_mode
         self.dynamic = self.options.dynamic
         self.engine = engine
-        module = encoder_module(model, precision, self.device)
-        inductor = self.options.inductor_options()
-        if inductor is None:
-            self.module = torch.compile(module, mode=self.mode, dynamic=self.dynamic, fullgraph=True)
-        else:
-            self.module = torch.compile(module, options=inductor, dynamic=self.dynamic, fullgraph=True)
+        self.module = compile_module(encoder_module(model, precision, self.device), self.options)
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
@@ -196,7 +206,7 @@ class CompiledEncoder(Encoder):
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        with tf32_scope(self.tf32), sdpa_scope(self.options.sdpa):
+        with call_scope(self.options):
             out = self.module(x)
         # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy
         return out.clone() if self.cuda_graph else out
@@ -211,8 +221,10 @@ class CompiledEncoder(Encoder):
 
 
 # -- saved builds ----------------------------------------------------------------------------------
-def build_request(model, precision: str, device: torch.device, options: CompileOptions) -> dict[str, Any]:
-    """Everything a saved build depends on; a load compares the caller's request key by key."""
+def build_request(model, precision: str, device: torch.device, options: CompileOptions,
+                  shapes=None) -> dict[str, Any]:
+    """Everything a saved build depends on; a load compares the caller's request key by key (without
+    ``shapes``: any shape runs, those not built for compile on first use)."""
     from ..sidecar import gpu_info
 
     request = {
@@ -230,6 +242,8 @@ def build_request(model, precision: str, device: torch.device, options: CompileO
         import triton
 
         request["triton"] = triton.__version__
+    if shapes is not None:
+        request["shapes"] = [list(int(v) for v in s) for s in shapes]
     return request
 
 
@@ -252,7 +266,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
     for b, h, w in shapes:
         if b < 1 or h % 32 or w % 32 or h < 32 or w < 32:
             raise LsegError(f"build shape {b}x{h}x{w}: batch ≥ 1, H and W positive multiples of 32")
-    request = request or build_request(model, precision, device, opts)
+    request = request or build_request(model, precision, device, opts, shapes)
     enc = CompiledEncoder(model, device, precision, opts)
     start = time.perf_counter()
     per_shape = []
@@ -309,6 +323,16 @@ def _artifact_counts(cache_info) -> dict[str, int]:
             if isinstance(value, list):
                 counts[name.removesuffix("_artifacts")] = len(value)
     return counts
+
+
+def saved_build_intact(path: str | Path) -> bool:
+    """True when ``path``'s bytes are the ones its sidecar records (False: replaced, damaged, or no sidecar)."""
+    from ..sidecar import read_sidecar, sha256_file
+
+    try:
+        return read_sidecar(path).get("info", {}).get("artifact_sha256") == sha256_file(path)
+    except (LsegError, OSError):
+        return False
 
 
 def load_saved_build(engine, model, precision: str, device, options: CompileOptions) -> dict[str, Any]:

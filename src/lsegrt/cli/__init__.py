@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-VERBS = ("encode", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "info")
+VERBS = ("encode", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "profile", "info")
 
 
 class _Parser(argparse.ArgumentParser):
