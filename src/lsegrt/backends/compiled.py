@@ -12,10 +12,12 @@ that measured faster, see docs/BENCHMARKS.md):
 
 - ``freezing``: Inductor freezing: weights become constants, so weight casts and conv+BatchNorm are
   folded at compile time and convolutions get the layout Inductor prefers.
-- ``autotune=gemm``: GEMM autotuning only (cuBLAS vs Inductor's Triton templates, default search space,
-  pointwise epilogues such as fc1's bias + GELU fused into the Triton GEMM when that benchmarks
-  faster). Unlike ``mode=max-autotune`` it leaves convolutions and pointwise kernels alone, which is
-  what kept a full max-autotune of ViT-L/16 compiling for more than 5 minutes.
+- ``autotune=gemm``: GEMM autotuning only, narrowed so that a ViT-L/16 compile stays in minutes: cuBLAS
+  against six of Inductor's Triton GEMM tile configurations (:data:`GEMM_TILES`), each benchmarked for
+  20 ms instead of 100, pointwise epilogues such as fc1's bias + GELU fused into the Triton GEMM when
+  that benchmarks faster. Convolutions and pointwise kernels are not tuned. ``autotune=gemm-full``
+  uses Inductor's whole default GEMM search space (22 choices per shape; on an H200 this spent more
+  than 4 minutes on the first 384² shape of ViT-L/16 alone, ≈ 23 s per GEMM shape).
 - ``coordinate_descent``: Inductor's coordinate-descent tuning of pointwise/reduction block sizes.
 - ``channels_last``: force Inductor's channels-last layout for every convolution (the decoder).
 - ``sdpa``: which scaled-dot-product-attention kernel the graph is traced with (cudnn, flash,
@@ -42,7 +44,12 @@ from .base import Encoder, check_precision
 from .common import check_tf32, encoder_module, resolve_model, tf32_description, tf32_scope
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-AUTOTUNE = ("off", "gemm")
+AUTOTUNE = ("off", "gemm", "gemm-full")
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps): a spread of Inductor's own CUDA GEMM configurations
+# (all in its default list, torch 2.11) from small-M tiles (ViT-L at 384² has 577-row GEMMs that leave
+# most SMs idle with 128-row tiles) to large ones, each within Hopper's 227 KB of shared memory.
+GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (128, 64, 32, 4, 8),
+              (128, 128, 64, 3, 4), (128, 128, 64, 5, 8))
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # Named bundles of options; explicit options override a preset's. "fast" is the combination that the
 # probe (tools/issue9_probe.py) measured faster than stock on an H200; see docs/BENCHMARKS.md.
@@ -131,10 +138,13 @@ class CompileOptions:
         extra: dict[str, Any] = {}
         if self.freezing:
             extra["freezing"] = True
-        if self.autotune == "gemm":
+        if self.autotune in ("gemm", "gemm-full"):
             extra.update({"max_autotune_gemm": True, "max_autotune_gemm_backends": "ATEN,TRITON",
                           "max_autotune_conv_backends": "ATEN", "max_autotune_gemm_search_space": "DEFAULT",
                           "benchmark_epilogue_fusion": True})
+        if self.autotune == "gemm":
+            extra.update({"test_configs.autotune_choice_desc_regex": gemm_tiles_regex(),
+                          "inductor_default_autotune_warmup": 5, "inductor_default_autotune_rep": 20})
         if self.coordinate_descent:
             extra["coordinate_descent_tuning"] = True
         if self.channels_last:
@@ -146,6 +156,15 @@ class CompileOptions:
     def record(self) -> dict[str, Any]:
         """What goes into describe() and a saved build's sidecar (every resolved field)."""
         return {**dataclasses.asdict(self), "mode": self.effective_mode}
+
+
+def gemm_tiles_regex(tiles=GEMM_TILES) -> str:
+    """Inductor's autotuning-choice filter for :data:`GEMM_TILES`: it matches a Triton GEMM choice's
+    description ("ACC_TYPE=…, BLOCK_K=64, BLOCK_M=64, BLOCK_N=128, …, num_stages=3, num_warps=4") for
+    those tiles, and the empty description of the cuBLAS (extern) choices."""
+    alts = [rf"BLOCK_K={bk}, BLOCK_M={bm}, BLOCK_N={bn}, .*num_stages={st}, num_warps={w}(,|$)"
+            for bm, bn, bk, st, w in tiles]
+    return "^$|" + "|".join(alts)
 
 
 def sdpa_scope(choice: str):
