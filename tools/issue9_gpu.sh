@@ -14,8 +14,8 @@
 #
 #   bash tools/issue9_gpu.sh bench:vit_l16                      # one call
 #   bash tools/issue9_gpu.sh compare:vit_l16 first:vit_l16      # another
-# Outputs (JSON only, ≤ 8 files per call) straight under $OUT: bench9_{stock,fast}_V.json,
-# compare9_{stock,fast}_V.json, profile9_V_S.json (+ .png), first9_V.json. The .whl wheels (open_clip
+# Outputs (JSON only, ≤ 8 files per call) straight under $OUT: bench_issue9_{stock,fast}_V.json,
+# compare_issue9_{stock,fast}_V.json, profile9_V_S.json (+ .png), first9_V.json. The .whl wheels (open_clip
 # etc., as for tools/gpu_run.sh) are installed when present. CPU dry run:
 #   GPU_RUN_CPU=1 OUT=/tmp/g bash tools/issue9_gpu.sh bench:vit_tiny profile:vit_tiny:64 first:vit_tiny
 set -uo pipefail
@@ -47,14 +47,14 @@ for phase in "$@"; do
         opts=""; [ $c = fast ] && opts=$FAST
         timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" --backend compile --precision $PREC --batch 1 --batch 8 \
           $CG $opts $SIZES $T $DEV --out "/tmp/b9_${c}_$v" 2>&1 | quiet | tail -12
-        cp "/tmp/b9_${c}_$v/bench.json" "$OUT/bench9_${c}_$v.json"
+        cp "/tmp/b9_${c}_$v/bench.json" "$OUT/bench_issue9_${c}_$v.json"
       done ;;
     compare)
       for c in stock fast; do
         opts=""; [ $c = fast ] && opts=$FAST
         timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" --candidate compile:$PREC $FID $CG $opts $DEV \
           --out "/tmp/c9_${c}_$v" 2>&1 | quiet | tail -8
-        cp "/tmp/c9_${c}_$v/compare.json" "$OUT/compare9_${c}_$v.json"
+        cp "/tmp/c9_${c}_$v/compare.json" "$OUT/compare_issue9_${c}_$v.json"
       done ;;
     profile)
       cg=""; [ -n "$CG" ] && cg=",cuda_graph=true"
