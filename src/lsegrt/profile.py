@@ -366,6 +366,10 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
     result["stages"] = rows
     result["stagewise_total"] = _totals(rows, flops_total)
     result["unattributed"] = {"whole": len(rest), "stages": len(rest2)}
+    result["notes"] = []
+    if cuda and (whole["launches"] == 0 or result["stagewise_total"]["launches"] == 0):
+        result["notes"].append("the profiler saw no kernels in some calls (CUDA-graph replays not traced by "
+                               "this torch/CUPTI?): kernel columns are incomplete; latencies are unaffected")
     return result
 
 

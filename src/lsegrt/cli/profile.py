@@ -176,5 +176,8 @@ def run(args: argparse.Namespace) -> int:
     con.print(class_table(results))
     for cmp in payload["comparisons"]:
         con.print(comparison_table(cmp))
+    for res in results:
+        for note in res["notes"]:
+            con.print(f"[yellow]{res['candidate']}: {note}[/yellow]")
     say(f"wrote {json_path}, {png_path}")
     return 0
