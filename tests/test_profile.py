@@ -34,9 +34,9 @@ def test_kernel_names_are_classified(name, cls):
 
 
 def test_candidate_specs():
-    c = parse_candidate("compile:fp16:preset=fast,cuda_graph=true", {"tf32": False})
-    assert c == Candidate("compile", "fp16", {"tf32": False, "preset": "fast", "cuda_graph": True})
-    assert c.label == "compile:fp16:cuda_graph=true,preset=fast,tf32=false"
+    c = parse_candidate("compile:fp16:autotune=gemm,cuda_graph=true", {"tf32": False})
+    assert c == Candidate("compile", "fp16", {"tf32": False, "autotune": "gemm", "cuda_graph": True})
+    assert c.label == "compile:fp16:autotune=gemm,cuda_graph=true,tf32=false"
     assert parse_candidate("compile:fp16:freezing=true:sdpa=flash").options == {"freezing": True, "sdpa": "flash"}
     assert parse_candidate("torch") == Candidate("torch", "fp32", {})
     for bad, msg in [("tensorrt:fp16", "PyTorch backends"), ("torch:fp64", "precision"),

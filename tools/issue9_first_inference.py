@@ -1,7 +1,7 @@
 """Time to first inference of the `compile` backend in a new process: cold, or from a saved build.
 
     python tools/issue9_first_inference.py --variant vit_l16 --precision fp16 --cuda-graph \
-        --option preset=fast --size 384 [--engine vit.compiled] [--json out.json]
+        --size 384 [--engine vit.compiled] [--json out.json]
 
 Run it in a fresh process with an empty Inductor cache (``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``) so that
 nothing compiled earlier on the machine helps: without --engine every graph and kernel is compiled

@@ -40,10 +40,10 @@ CANDIDATES: dict[str, dict] = {
     "stock": {},
     "freezing": {"freezing": True},
     "autotune": {"autotune": "gemm"},
-    "fast": {"preset": "fast"},
+    "fast": {"freezing": True, "autotune": "gemm"},
     "channels_last": {"channels_last": True},
     "cd": {"coordinate_descent": True},
-    "fast+cl": {"preset": "fast", "channels_last": True},
+    "fast+cl": {"freezing": True, "autotune": "gemm", "channels_last": True},
     "autotune-full": {"autotune": "gemm-full"},
     "stock-again": {},
 }

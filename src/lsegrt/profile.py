@@ -76,7 +76,7 @@ def classify(name: str) -> str:
 # -- candidates ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Candidate:
-    """``backend[:precision][:key=value,...]``, e.g. ``compile:fp16:preset=fast,cuda_graph=true``."""
+    """``backend[:precision][:key=value,...]``, e.g. ``compile:fp16:autotune=gemm,cuda_graph=true``."""
 
     backend: str
     precision: str = "fp32"

@@ -24,7 +24,7 @@ def test_unknown_options_and_bad_values_are_refused():
     with pytest.raises(LsegError, match="unknown option.*foo.*valid: cuda_graph"):
         CompileOptions.parse({"foo": 1})
     for key, value, expect in [("dynamic", "maybe", "true or false"), ("mode", "bogus", "reduce-overhead"),
-                               ("autotune", "all", "off, gemm"), ("preset", "turbo", "stock, fast"),
+                               ("autotune", "all", "off, gemm"),
                                ("sdpa", "fa3", "cudnn"), ("tf32", "yes", "true or false")]:
         with pytest.raises(LsegError, match=f"{key}=.*{expect}"):
             CompileOptions.parse({key: value})
@@ -32,17 +32,31 @@ def test_unknown_options_and_bad_values_are_refused():
         lsegrt.Encoder.open("compile", variant="vit_tiny", freezin=True)
 
 
-def test_presets_resolve_and_explicit_options_win():
+def test_options_default_to_stock_and_map_to_inductor_settings():
     stock = CompileOptions.parse({})
     assert (stock.freezing, stock.autotune, stock.sdpa, stock.inductor_options()) == (False, "off", "auto", None)
-    fast = CompileOptions.parse({"preset": "fast", "cuda_graph": True})
-    assert fast.freezing is True and fast.autotune == "gemm"
-    opts = fast.inductor_options()
+    tuned = CompileOptions.parse({"freezing": True, "autotune": "gemm", "cuda_graph": True})
+    opts = tuned.inductor_options()
     assert opts["freezing"] and opts["max_autotune_gemm"] and opts["triton.cudagraphs"]  # the mode survives
     assert opts["max_autotune_conv_backends"] == "ATEN" and "coordinate_descent_tuning" not in opts
-    assert CompileOptions.parse({"preset": "fast", "freezing": False}).freezing is False
+    assert opts["test_configs.autotune_choice_desc_regex"].startswith("^$|")  # cuBLAS + the six tiles
+    assert "test_configs.autotune_choice_desc_regex" not in CompileOptions.parse(
+        {"autotune": "gemm-full"}).inductor_options()
     assert CompileOptions.parse({"channels_last": True}).inductor_options() == {"force_layout_optimization": True}
-    assert fast.record()["mode"] == "reduce-overhead"
+    assert tuned.record()["mode"] == "reduce-overhead" and tuned.record()["autotune"] == "gemm"
+
+
+def test_gemm_tile_filter_matches_inductors_descriptions():
+    import re
+
+    from lsegrt.backends.compiled import gemm_tiles_regex
+
+    # descriptions as torch 2.11's Inductor printed them on the H200 (tools/issue9_probe.py, probe 2)
+    kept = ("ACC_TYPE='tl.float32', ALLOW_TF32=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=128, EVEN_K=True, GROUP_M=8, "
+            "USE_FAST_ACCUM=False, num_stages=3, num_warps=4")
+    assert re.search(gemm_tiles_regex(), kept) and re.search(gemm_tiles_regex(), "")  # "" = cuBLAS choices
+    assert not re.search(gemm_tiles_regex(), kept.replace("num_warps=4", "num_warps=8"))
+    assert not re.search(gemm_tiles_regex(), kept.replace("BLOCK_N=128", "BLOCK_N=256"))
 
 
 # -- saved builds ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_profile_writes_tables_json_png_and_a_comparison(tmp_path, run_cli):
 
 def test_profile_bad_input_is_one_line(tmp_path, run_cli):
     for argv, msg in [(["--candidate", "onnxruntime:fp32"], "PyTorch backends"),
-                      (["--candidate", "compile:fp32:preset=turbo"], "preset='turbo'"),
+                      (["--candidate", "compile:fp32:autotune=turbo"], "autotune='turbo'"),
                       (["--size", "100"], "multiples of 32"),
                       (["--iters", "0"], "at least 1")]:
         code, _, err = run_cli("profile", "--variant", "vit_tiny", "--device", "cpu", *argv, "--out", tmp_path / "x")

@@ -7,15 +7,18 @@ size costs one more compile. ``dynamic=True`` compiles once for symbolic batch/H
 are library calls either way), which is what a sweep over many sizes wants. ``tf32`` is as for the
 `torch` backend; the flags are in effect when a shape is compiled and captured as well as when it runs.
 
-Beyond stock torch.compile (typed options, :class:`CompileOptions`; ``preset=fast`` bundles the ones
-that measured faster, see docs/BENCHMARKS.md):
+Beyond stock torch.compile (typed options, :class:`CompileOptions`). Measured on an H200 (ViT-L/16 fp16,
+batch 1, docs/BENCHMARKS.md): none of these is faster than stock, ``freezing`` is slower, so all are
+off by default and there is no "fast" bundle; they stay for experiments and other GPUs/models:
 
 - ``freezing``: Inductor freezing: weights become constants, so weight casts and conv+BatchNorm are
-  folded at compile time and convolutions get the layout Inductor prefers.
+  folded at compile time and convolutions get the layout Inductor prefers (H200, ViT-L/16: slower,
+  3.58 vs 2.30 ms at 384², 13.33 vs 12.46 ms at 1024²).
 - ``autotune=gemm``: GEMM autotuning only, narrowed so that a ViT-L/16 compile stays in minutes: cuBLAS
   against six of Inductor's Triton GEMM tile configurations (:data:`GEMM_TILES`), each benchmarked for
   20 ms instead of 100, pointwise epilogues such as fc1's bias + GELU fused into the Triton GEMM when
-  that benchmarks faster. Convolutions and pointwise kernels are not tuned. ``autotune=gemm-full``
+  that benchmarks faster. Convolutions and pointwise kernels are not tuned. On the H200 cuBLAS won or
+  came within 7 % on ViT-L/16's block GEMMs at 384² and the encoder was no faster (2.32 vs 2.30 ms). ``autotune=gemm-full``
   uses Inductor's whole default GEMM search space (22 choices per shape; on an H200 this spent more
   than 4 minutes on the first 384² shape of ViT-L/16 alone, ≈ 23 s per GEMM shape).
 - ``coordinate_descent``: Inductor's coordinate-descent tuning of pointwise/reduction block sizes.
@@ -51,12 +54,6 @@ AUTOTUNE = ("off", "gemm", "gemm-full")
 GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (128, 64, 32, 4, 8),
               (128, 128, 64, 3, 4), (128, 128, 64, 5, 8))
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
-# Named bundles of options; explicit options override a preset's. "fast" is the combination that the
-# probe (tools/issue9_probe.py) measured faster than stock on an H200; see docs/BENCHMARKS.md.
-PRESETS: dict[str, dict[str, Any]] = {
-    "stock": {},
-    "fast": {"freezing": True, "autotune": "gemm"},
-}
 
 
 def _as_bool(name: str, value: Any) -> bool | None:
@@ -75,13 +72,12 @@ def _as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class CompileOptions:
-    """The compile backend's options, validated; :meth:`resolved` applies the preset."""
+    """The compile backend's options, validated; :meth:`resolved` fills in the stock defaults."""
 
     cuda_graph: bool = False
     mode: str | None = None
     dynamic: bool = False
     tf32: bool | None = None
-    preset: str = "stock"
     freezing: bool | None = None
     autotune: str | None = None
     coordinate_descent: bool | None = None
@@ -100,15 +96,11 @@ class CompileOptions:
             raise LsegError(f"unknown option(s) for the compile backend: {', '.join(unknown)}; "
                             f"valid: {', '.join(cls.names())}")
         o = dict(options)
-        preset = o.get("preset") if o.get("preset") is not None else "stock"
-        if preset not in PRESETS:
-            raise LsegError(f"option preset={preset!r}: expected one of {', '.join(PRESETS)}")
         parsed = cls(
             cuda_graph=bool(_as_bool("cuda_graph", o.get("cuda_graph", False))),
             mode=_as_choice("mode", o.get("mode"), MODES),
             dynamic=bool(_as_bool("dynamic", o.get("dynamic", False))),
             tf32=check_tf32(o.get("tf32")),
-            preset=preset,
             freezing=_as_bool("freezing", o.get("freezing")),
             autotune=_as_choice("autotune", o.get("autotune"), AUTOTUNE),
             coordinate_descent=_as_bool("coordinate_descent", o.get("coordinate_descent")),
@@ -118,11 +110,10 @@ class CompileOptions:
         return parsed.resolved()
 
     def resolved(self) -> "CompileOptions":
-        """Fields the caller left unset take the preset's value, then the stock default."""
+        """Fields the caller left unset take the stock default."""
         stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
                  "sdpa": "auto"}
-        preset = PRESETS[self.preset]
-        values = {k: (getattr(self, k) if getattr(self, k) is not None else preset.get(k, stock[k])) for k in stock}
+        values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
         return dataclasses.replace(self, **values)
 
     @property
@@ -253,7 +244,7 @@ def build_request(model, precision: str, device: torch.device, options: CompileO
         "variant": model.variant,
         "precision": check_precision(precision),
         "device_type": torch.device(device).type,
-        "options": {k: v for k, v in options.record().items() if k != "preset"},
+        "options": options.record(),
         "torch": torch.__version__,
         **{k: v for k, v in gpu_info(str(device)).items() if k in ("gpu", "compute_capability")},
     }

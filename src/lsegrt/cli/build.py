@@ -5,7 +5,7 @@ way, in the requested precision). Works with the full `tensorrt` package or Tens
 latter builds on a machine without a GPU (its runtime refuses Hopper, SM 9.0).
 aoti: torch.export with dynamic batch and H, W = 32·k, compiled into a `.pt2` AOTInductor package for
 `--device` and `--precision`; reloads without recompiling (tied to the torch version that built it).
-compile: torch.compile of the checkpoint for each `--shape` with the given `--option`s (e.g. preset=fast)
+compile: torch.compile of the checkpoint for each `--shape` with the given `--option`s (e.g. freezing=true)
 and `--cuda-graph`, saving what compilation and autotuning produced (torch.compiler.save_cache_artifacts);
 `--backend compile --engine FILE` in a new process then reaches its first inference without recompiling
 or re-autotuning. Tied to the checkpoint, precision, options, torch/Triton versions and GPU.

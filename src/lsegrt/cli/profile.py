@@ -9,7 +9,7 @@ previous one (compile: each stage compiled on its own with the same options, so 
 beside the whole-model numbers), with counted FLOPs and TFLOP/s per stage. With two or more
 candidates the first is the baseline and each other one is compared with it.
 
-  lsegrt profile --variant vit_l16 --size 384 --candidate compile:fp16 --candidate compile:fp16:preset=fast --cuda-graph
+  lsegrt profile --variant vit_l16 --size 384 --candidate compile:fp16 --candidate compile:fp16:autotune=gemm --cuda-graph
   lsegrt profile --candidate torch:fp16 --candidate compile:fp16:freezing=true,cuda_graph=true --size 480x640
 
 Writes DIR/profile.json and DIR/profile.png (kernel time per stage and per class, one bar per candidate).
