@@ -39,8 +39,9 @@ import torch
 from .errors import LsegError
 
 DEFAULT_SIZES = (256, 320, 384, 480, 640, 768, 1024)
-# Backends that can run a prebuilt file given with --engine; the others run the checkpoint itself.
-ENGINE_BACKENDS = ("aoti", "onnxruntime", "tensorrt")
+# Backends that can run a prebuilt file given with --engine (compile: a saved build, loaded before it
+# compiles the checkpoint); the others run the checkpoint itself.
+ENGINE_BACKENDS = ("aoti", "onnxruntime", "tensorrt", "compile")
 STATS = ("mean", "std", "min", "p50", "p90", "p99")
 
 # Field → type, in CSV column order. "?" marks fields that may be null.

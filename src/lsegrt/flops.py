@@ -75,3 +75,24 @@ def encoder_flops(variant: str, height: int, width: int, batch: int = 1) -> int:
     Every layer acts per sample, so the count is exactly linear in the batch size.
     """
     return sum(flops_by_op(variant, int(height), int(width)).values()) * int(batch)
+
+
+@lru_cache(maxsize=256)
+def flops_by_stage(variant: str, height: int, width: int, groups: int = 4) -> dict[str, int]:
+    """FLOPs of each :mod:`lsegrt.stages` stage of one ``(1,3,height,width)`` forward, in stage order.
+
+    Counted the same way as :func:`flops_by_op` (the stages chain the same modules), so the values sum
+    to ``encoder_flops(variant, height, width)``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .stages import encoder_stages
+
+    state: tuple = (torch.empty(1, 3, int(height), int(width), device="meta"),)
+    out: dict[str, int] = {}
+    with torch.inference_mode():
+        for stage in encoder_stages(_meta_encoder(variant), groups):
+            with FlopCounterMode(display=False) as counter:
+                state = stage.module(*state)
+            out[stage.name] = int(counter.get_total_flops())
+    return out

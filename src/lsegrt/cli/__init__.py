@@ -12,7 +12,8 @@ import importlib
 import os
 import sys
 
-VERBS = ("encode", "extract", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "info")
+VERBS = ("encode", "extract", "segment", "convert", "wordfree", "export", "build", "bench", "compare", "profile",
+         "info")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -48,7 +48,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     g.add_argument("--engine", metavar="FILE",
-                   help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt)")
+                   help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt; compile: a "
+                        "saved build from `lsegrt build --backend compile`)")
     g.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
     add_option_arg(g)
     m = p.add_argument_group("measurement")

@@ -1,10 +1,14 @@
-"""`lsegrt build --backend tensorrt|aoti`: deployable engines with a JSON sidecar each.
+"""`lsegrt build --backend tensorrt|aoti|compile`: deployable engines with a JSON sidecar each.
 
 tensorrt: from `--onnx FILE` (an `lsegrt export` output) or from the checkpoint (exported on the
 way, in the requested precision). Works with the full `tensorrt` package or TensorRT-RTX; the
 latter builds on a machine without a GPU (its runtime refuses Hopper, SM 9.0).
 aoti: torch.export with dynamic batch and H, W = 32·k, compiled into a `.pt2` AOTInductor package for
 `--device` and `--precision`; reloads without recompiling (tied to the torch version that built it).
+compile: torch.compile of the checkpoint for each `--shape` with the given `--option`s (e.g. freezing=true)
+and `--cuda-graph`, saving what compilation and autotuning produced (torch.compiler.save_cache_artifacts);
+`--backend compile --engine FILE` in a new process then reaches its first inference without recompiling
+or re-autotuning. Tied to the checkpoint, precision, options, torch/Triton versions and GPU.
 
 An existing output whose sidecar records the same request is kept (say `--force` to rebuild); one
 built for anything else is rebuilt, and the sidecar says exactly what it was built from.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_model_args, load_model, say
+from .common import add_model_args, add_option_arg, backend_options, load_model, say
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -29,7 +33,7 @@ def _shape(text: str) -> tuple[int, int, int]:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("build", help="build a TensorRT engine or an AOTInductor package",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=["tensorrt", "aoti"], required=True)
+    p.add_argument("--backend", choices=["tensorrt", "aoti", "compile"], required=True)
     add_model_args(p)
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp16")
     p.add_argument("--out", metavar="FILE", help="engine path (default: a deterministic name in the cache)")
@@ -52,6 +56,11 @@ def add_parser(subparsers) -> None:
     aoti = p.add_argument_group("aoti")
     aoti.add_argument("--max-batch", type=int, default=64, help="largest batch (default 64)")
     aoti.add_argument("--max-side", type=int, default=2048, help="largest H or W, multiple of 32 (default 2048)")
+    comp = p.add_argument_group("compile")
+    comp.add_argument("--shape", type=_shape, action="append", metavar="BxHxW",
+                      help="input shape to compile for (repeatable; default 1x384x384)")
+    comp.add_argument("--cuda-graph", action="store_true", help="compile for CUDA-graph replay (reduce-overhead)")
+    add_option_arg(comp)
     p.set_defaults(func=run)
 
 
@@ -126,6 +135,31 @@ def _build_aoti(args, model) -> Path:
     return out
 
 
+def _build_compile(args, model) -> Path:
+    import torch
+
+    from ..backends.compiled import CompileOptions, build_compiled, build_request, saved_build_intact
+
+    device = torch.device(args.device)
+    options = backend_options(args)
+    opts = CompileOptions.parse(options)
+    shapes = [list(s) for s in dict.fromkeys(args.shape or [(1, 384, 384)])]
+    request = build_request(model, args.precision, device, opts, shapes)
+    out = _out_path(args, request, (".compiled",))
+    force = args.force
+    if out.exists() and not force and not saved_build_intact(out):
+        say(f"rebuilding {out.name}: its bytes are not the ones its sidecar records")
+        force = True
+    if not _reusable(out, request, force):
+        say(f"compiling {out.name} for {device} ({args.precision}, shapes {', '.join('x'.join(map(str, s)) for s in shapes)}, "
+            f"options {opts.record()}); a full-size model takes minutes")
+        info = build_compiled(model, out, precision=args.precision, device=device, shapes=shapes, options=options,
+                              request=request)
+        say(f"  built in {info['build_seconds']:.1f} s, {info['artifact_bytes'] / 1e6:,.1f} MB "
+            f"({', '.join(f'{k} {v}' for k, v in info['artifacts'].items() if v)})")
+    return out
+
+
 def _checkpoint_only(path: str):
     """What a TensorRT build from ``--onnx`` needs of ``--checkpoint``: its weights identity (read once
     per file version, no network built) and its file, to check the ONNX was exported from it."""
@@ -140,12 +174,19 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LsegError
     from .common import resolve_device
 
+    if args.backend != "compile" and (args.shape or args.option or args.cuda_graph):
+        raise LsegError("--shape, --option and --cuda-graph are for --backend compile")
     try:
-        if args.backend == "aoti":
+        if args.backend in ("aoti", "compile") and args.onnx:
+            raise LsegError(f"--onnx is for --backend tensorrt; {args.backend} compiles from the checkpoint")
+        if args.backend == "compile":
+            args.device = resolve_device(args.device)
+            if args.out:
+                _out_path(args, {}, (".compiled",))  # refuse a bad output before the model is loaded
+            out = _build_compile(args, load_model(args))
+        elif args.backend == "aoti":
             from ..backends.aoti import check_limits
 
-            if args.onnx:
-                raise LsegError("--onnx is for --backend tensorrt; aoti compiles from the checkpoint")
             check_limits(args.max_batch, args.max_side)
             args.device = resolve_device(args.device)
             if args.out:

@@ -1,0 +1,175 @@
+"""The compile backend's typed options, and saved builds: built once (CLI, its own Inductor cache), then
+opened in a fresh process whose Inductor graph caches are empty, so every hit comes from the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import lsegrt
+from lsegrt.backends.compiled import CompileOptions, build_request, saved_build_intact
+from lsegrt.errors import LsegError
+
+
+# -- options ---------------------------------------------------------------------------------------
+def test_unknown_options_and_bad_values_are_refused():
+    with pytest.raises(LsegError, match="unknown option.*foo.*valid: cuda_graph"):
+        CompileOptions.parse({"foo": 1})
+    for key, value, expect in [("dynamic", "maybe", "true or false"), ("mode", "bogus", "reduce-overhead"),
+                               ("autotune", "all", "off, gemm"),
+                               ("sdpa", "fa3", "cudnn"), ("tf32", "yes", "true or false")]:
+        with pytest.raises(LsegError, match=f"{key}=.*{expect}"):
+            CompileOptions.parse({key: value})
+    with pytest.raises(LsegError, match="unknown option"):
+        lsegrt.Encoder.open("compile", variant="vit_tiny", freezin=True)
+
+
+def test_options_default_to_stock_and_map_to_inductor_settings():
+    stock = CompileOptions.parse({})
+    assert (stock.freezing, stock.autotune, stock.sdpa, stock.inductor_options()) == (False, "off", "auto", None)
+    tuned = CompileOptions.parse({"freezing": True, "autotune": "gemm", "cuda_graph": True})
+    opts = tuned.inductor_options()
+    assert opts["freezing"] and opts["max_autotune_gemm"] and opts["triton.cudagraphs"]  # the mode survives
+    assert opts["max_autotune_conv_backends"] == "ATEN" and "coordinate_descent_tuning" not in opts
+    assert opts["test_configs.autotune_choice_desc_regex"].startswith("^$|")  # cuBLAS + the six tiles
+    assert "test_configs.autotune_choice_desc_regex" not in CompileOptions.parse(
+        {"autotune": "gemm-full"}).inductor_options()
+    assert CompileOptions.parse({"channels_last": True}).inductor_options() == {"force_layout_optimization": True}
+    assert tuned.record()["mode"] == "reduce-overhead" and tuned.record()["autotune"] == "gemm"
+
+
+def test_gemm_tile_filter_matches_inductors_descriptions():
+    import re
+
+    from lsegrt.backends.compiled import gemm_tiles_regex
+
+    # descriptions as torch 2.11's Inductor printed them on the H200 (tools/issue9_probe.py, probe 2)
+    kept = ("ACC_TYPE='tl.float32', ALLOW_TF32=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=128, EVEN_K=True, GROUP_M=8, "
+            "USE_FAST_ACCUM=False, num_stages=3, num_warps=4")
+    assert re.search(gemm_tiles_regex(), kept) and re.search(gemm_tiles_regex(), "")  # "" = cuBLAS choices
+    assert not re.search(gemm_tiles_regex(), kept.replace("num_warps=4", "num_warps=8"))
+    assert not re.search(gemm_tiles_regex(), kept.replace("BLOCK_N=128", "BLOCK_N=256"))
+
+
+# -- saved builds ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_build(tmp_path_factory):
+    """`lsegrt build --backend compile` of vit_tiny (CPU, fp32, 1x64x64) in a subprocess with its own
+    Inductor cache → (file, build cache dir)."""
+    root = tmp_path_factory.mktemp("compiled")
+    out, cache = root / "tiny.compiled", root / "inductor-build"
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "LSEGRT_CACHE": str(root / "lsegrt")}
+    cmd = [sys.executable, "-m", "lsegrt", "build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
+           "--precision", "fp32", "--shape", "1x64x64", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "built in" in proc.stdout
+    return out, cache
+
+
+@pytest.mark.slow
+def test_saved_build_records_what_it_was_built_for(saved_build):
+    out, _ = saved_build
+    side = json.loads(Path(str(out) + ".json").read_text())
+    req, info = side["request"], side["info"]
+    assert req["backend"] == "compile" and req["precision"] == "fp32" and req["variant"] == "vit_tiny"
+    assert req["torch"] == torch.__version__ and req["device_type"] == "cpu" and req["shapes"] == [[1, 64, 64]]
+    assert req["checkpoint_sha256"] == lsegrt.random_model("vit_tiny").sha256
+    assert req["options"]["freezing"] is False and req["options"]["mode"] == "default"
+    assert info["artifact_bytes"] == out.stat().st_size and saved_build_intact(out)
+    assert info["artifacts"]["inductor"] >= 1 and info["compile"][0]["compile_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_saved_build_runs_in_a_fresh_process_without_recompiling(saved_build, tmp_path):
+    out, build_cache = saved_build
+    # The load's Inductor cache: the build's compiled C++ kernels (on a CPU they are not part of the
+    # saved artifacts; on a GPU the Triton kernels are) but none of its graph caches, so a graph can
+    # only come from the saved file.
+    fresh = tmp_path / "inductor-load"
+    shutil.copytree(build_cache, fresh, ignore=shutil.ignore_patterns("fxgraph", "aotautograd"))
+    assert not (fresh / "fxgraph").exists() and not (fresh / "aotautograd").exists()
+    code = textwrap.dedent(f"""
+        import json, time, torch, lsegrt
+        from torch._dynamo.utils import counters
+        t = time.perf_counter()
+        model = lsegrt.random_model("vit_tiny")
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        enc = lsegrt.Encoder.open("compile", checkpoint=model, engine={str(out)!r})
+        y = enc(x)
+        first_s = time.perf_counter() - t
+        err = float((y - model.encode_image(x)).abs().max())
+        print(json.dumps({{"first_s": first_s, "err": err, "inductor": dict(counters["inductor"]),
+                          "aot": dict(counters["aot_autograd"]), "engine": enc.describe().get("engine")}}))
+    """)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(fresh)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["err"] < 1e-4 and result["engine"] == str(out)
+    hits = result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0)
+    assert hits >= 1, result
+    assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
+    assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, expect", [
+    ({"precision": "bf16"}, "precision: 'fp32' → 'bf16'"),
+    ({"checkpoint": "seed1"}, "checkpoint_sha256"),
+    ({"freezing": True}, "options"),
+])
+def test_saved_build_refuses_another_request(saved_build, change, expect):
+    out, _ = saved_build
+    seed = 1 if change.pop("checkpoint", None) else 0
+    model = lsegrt.random_model("vit_tiny", seed=seed)
+    with pytest.raises(LsegError, match=f"different request.*{expect}"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=out, **change)
+
+
+@pytest.mark.slow
+def test_saved_build_refuses_other_torch_and_replaced_bytes(saved_build, tmp_path):
+    out, _ = saved_build
+    model = lsegrt.random_model("vit_tiny")
+    other = tmp_path / "other.compiled"
+    shutil.copy(out, other)
+    side = json.loads(Path(str(out) + ".json").read_text())
+    side["request"]["torch"] = "1.0.0"
+    Path(str(other) + ".json").write_text(json.dumps(side))
+    with pytest.raises(LsegError, match="torch: '1.0.0'"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
+    shutil.copy(Path(str(out) + ".json"), Path(str(other) + ".json"))
+    other.write_bytes(out.read_bytes()[:-1] + b"\0")
+    with pytest.raises(LsegError, match="does not match its sidecar"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
+    Path(str(other) + ".json").unlink()
+    with pytest.raises(LsegError, match="no sidecar"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
+
+
+@pytest.mark.slow
+def test_build_cli_keeps_an_up_to_date_build(saved_build, run_cli):
+    out, _ = saved_build
+    before = out.stat().st_mtime_ns
+    code, stdout, err = run_cli("build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
+                                "--precision", "fp32", "--shape", "1x64x64", "--out", out)
+    assert code == 0, err
+    assert "up to date" in stdout and out.stat().st_mtime_ns == before
+    code, _, err = run_cli("build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
+                           "--option", "autotune=sometimes", "--out", out)
+    assert code == 2 and "autotune='sometimes'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_build_request_names_shapes_only_when_given():
+    model = lsegrt.random_model("vit_tiny")
+    opts = CompileOptions.parse({})
+    assert "shapes" not in build_request(model, "fp32", torch.device("cpu"), opts)
+    assert build_request(model, "fp32", torch.device("cpu"), opts, [(2, 64, 96)])["shapes"] == [[2, 64, 96]]

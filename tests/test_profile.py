@@ -1,0 +1,77 @@
+"""`lsegrt.profile`: kernel classes, candidate specs, gap arithmetic, and a CPU profile of a tiny
+model whose stage table sums to the total it reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsegrt.errors import LsegError
+from lsegrt.profile import CLASSES, Candidate, Event, classify, parse_candidate, profile_candidate, window_stats
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("nvjet_hsh_256x128_64x4_1x2_h_bz_coopA_NTN", "gemm"),
+    ("sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64_cublas", "gemm"),
+    ("triton_tem_fused_addmm_gelu_0", "gemm"),
+    ("triton_poi_fused_addmm_gelu_view_2", "elementwise"),
+    ("triton_red_fused_native_layer_norm_3", "elementwise"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3_64x64x64", "attention"),
+    ("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 64, 4> >", "attention"),
+    ("fmha_cutlassF_f16_aligned_64x64_rf_sm80", "attention"),
+    ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc", "conv"),
+    ("void cudnn::detail::dgrad_engine<float, 128, 6, 7, 3, 3, 5, false>", "conv"),
+    ("void nchwToNhwcKernel<__half, __half, float, true, false>", "copy"),
+    ("Memcpy DtoD (Device -> Device)", "copy"),
+    ("Memset (Device)", "copy"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "elementwise"),
+    ("void at::native::upsample_bilinear2d_out_frame<c10::Half, float>", "elementwise"),
+    ("aten::addmm", "gemm"), ("aten::mkldnn_convolution", "conv"), ("aten::copy_", "copy"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"), ("aten::gelu", "elementwise"),
+    ("Torch-Compiled Region: 0/0", "elementwise"), ("aten::empty", "other"),
+])
+def test_kernel_names_are_classified(name, cls):
+    assert classify(name) == cls
+
+
+def test_candidate_specs():
+    c = parse_candidate("compile:fp16:autotune=gemm,cuda_graph=true", {"tf32": False})
+    assert c == Candidate("compile", "fp16", {"tf32": False, "autotune": "gemm", "cuda_graph": True})
+    assert c.label == "compile:fp16:autotune=gemm,cuda_graph=true,tf32=false"
+    assert parse_candidate("compile:fp16:freezing=true:sdpa=flash").options == {"freezing": True, "sdpa": "flash"}
+    assert parse_candidate("torch") == Candidate("torch", "fp32", {})
+    for bad, msg in [("tensorrt:fp16", "PyTorch backends"), ("torch:fp64", "precision"),
+                     ("compile:fp16:freezing", "KEY=VALUE")]:
+        with pytest.raises(LsegError, match=msg):
+            parse_candidate(bad)
+
+
+def test_gaps_are_span_minus_busy_time():
+    evs = [Event("a", 0, 10, 10, "gemm"), Event("b", 5, 12, 7, "gemm"), Event("c", 20, 25, 5, "copy")]
+    s = window_stats(evs)
+    assert (s["span_us"], s["busy_us"], s["gaps_us"], s["kernel_us"], s["launches"]) == (25, 17, 8, 22, 3)
+    assert s["classes"]["gemm"] == {"us": 17, "launches": 2} and s["classes"]["copy"]["us"] == 5
+    assert window_stats([])["span_us"] == 0
+
+
+def test_profile_stage_table_sums_to_its_total(tiny_vit):
+    res = profile_candidate(tiny_vit, Candidate("torch", "fp32"), 64, 96, 2, iters=2, timed_iters=2, groups=2)
+    rows, total = res["stages"], res["stagewise_total"]
+    assert [r["stage"] for r in rows][:3] == ["patch_embed", "blocks 0-1", "blocks 2-3"]
+    for key in ("wall_ms", "kernel_ms", "launches", "gaps_ms", "gflop"):
+        assert sum(r[key] for r in rows) == pytest.approx(total[key], rel=1e-9, abs=1e-9)
+    for c in CLASSES:
+        assert sum(r["classes"][c]["ms"] for r in rows) == pytest.approx(total["classes"][c]["ms"], abs=1e-9)
+    assert sum(total["classes"][c]["ms"] for c in CLASSES) == pytest.approx(total["kernel_ms"])
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert res["unattributed"] == {"whole": 0, "stages": 0}
+    assert total["kernel_ms"] > 0 and total["launches"] > 0 and res["whole"]["launches"] > 0
+    assert res["whole"]["gflop"] == pytest.approx(total["gflop"]) and total["gflop"] > 0
+    assert res["whole"]["classes"]["gemm"]["launches"] > 0 and res["whole"]["latency_ms_p50"] > 0
+    assert res["timer"] == "perf_counter" and res["encoder"]["backend"] == "torch"
+
+
+def test_profile_refuses_unknown_options_before_any_work(tiny_vit):
+    with pytest.raises(LsegError, match="unknown option.*bogus"):
+        profile_candidate(tiny_vit, parse_candidate("torch:fp32:bogus=1"), 64, 64)
+    with pytest.raises(LsegError, match="unknown option.*frezing"):
+        profile_candidate(tiny_vit, parse_candidate("compile:fp32:frezing=true"), 64, 64)

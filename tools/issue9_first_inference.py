@@ -1,0 +1,91 @@
+"""Time to first inference of the `compile` backend in a new process: cold, or from a saved build.
+
+    python tools/issue9_first_inference.py --variant vit_l16 --precision fp16 --cuda-graph \
+        --size 384 [--engine vit.compiled] [--json out.json]
+
+Run it in a fresh process with an empty Inductor cache (``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``) so that
+nothing compiled earlier on the machine helps: without --engine every graph and kernel is compiled
+(and autotuned); with --engine only what the saved build holds is loaded. Prints one JSON line: seconds
+from interpreter start (read from /proc) to each step — imports, model, open (loading the saved
+build), first call (Dynamo trace + cache lookups or compile + CUDA-graph capture), second call — and
+Inductor's cache counters.
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def since_start() -> float:
+    """Seconds since this process started (Linux /proc), else since this module was imported."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - T0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variant", default="vit_l16")
+    p.add_argument("--checkpoint")
+    p.add_argument("--precision", default="fp16")
+    p.add_argument("--size", default="384", help="S or HxW")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--cuda-graph", action="store_true")
+    p.add_argument("--option", action="append", default=[], metavar="K=V")
+    p.add_argument("--engine")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args()
+    steps = {"start_to_main_s": round(since_start(), 3)}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    import torch
+
+    import lsegrt
+    from lsegrt.cli.common import _option_value
+
+    steps["imports_s"] = round(since_start(), 3)
+    model = lsegrt.load(args.checkpoint, args.device) if args.checkpoint else \
+        lsegrt.random_model(args.variant, seed=0, device=args.device)
+    steps["model_s"] = round(since_start(), 3)
+    options = {k.replace("-", "_"): _option_value(v) for k, _, v in (o.partition("=") for o in args.option)}
+    if args.cuda_graph:
+        options["cuda_graph"] = True
+    enc = lsegrt.Encoder.open("compile", checkpoint=model, engine=args.engine, device=args.device,
+                              precision=args.precision, **options)
+    steps["open_s"] = round(since_start(), 3)
+    h, w = (int(v) for v in args.size.lower().split("x")) if "x" in args.size else (int(args.size),) * 2
+    x = torch.randn(args.batch, 3, h, w, device=args.device, generator=torch.Generator(args.device).manual_seed(0))
+    for name in ("first_call_s", "second_call_s", "third_call_s"):  # CUDA graphs record on the second/third
+        y = enc(x)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        steps[name] = round(since_start(), 3)
+    from torch._dynamo.utils import counters
+
+    result = {"engine": args.engine, "variant": model.variant, "precision": args.precision, "shape": [args.batch, h, w],
+              "options": options, "torch": torch.__version__,
+              "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+              "seconds_since_process_start": steps,
+              "counters": {"inductor": {k: v for k, v in counters["inductor"].items() if "cache" in k},
+                           "aot_autograd": dict(counters["aot_autograd"])}}
+    line = json.dumps(result)
+    print(line)
+    if args.json:
+        Path(args.json).write_text(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Issue 9 measurements for docs/BENCHMARKS.md on the lent GPU: stock torch.compile, and when CAND holds
+# compile options (e.g. CAND="--option autotune=gemm") stock vs those options in the same call; fp16,
+# CUDA graph, static shapes. Phases run in the order given; pick them so one call stays inside the
+# 10-minute limit (estimates for ViT-L/16 on an H200 in brackets; RN101 compiles faster):
+#
+#   bench:V          lsegrt bench stock [and CAND], batch 1 and 8, 384 / 480x640 / 1024  [~3 min per set]
+#   compare:V        lsegrt compare compile:fp16 stock [and CAND] vs fp32 eager, bundled photos, 384 + 480x640
+#   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
+#   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
+#                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
+#                    without it                                                          [~1 min; +40 s cold]
+#
+# The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
+# whole-model compile at 384 is a cache hit; the saved-build and cold runs get empty caches of their own.
+#
+#   bash tools/issue9_gpu.sh bench:vit_l16                      # one call
+#   bash tools/issue9_gpu.sh compare:vit_l16 first:vit_l16      # another
+# Outputs (≤ 8 files per call) straight under $OUT: bench_issue9_{stock,cand}_V.json,
+# compare_issue9_{stock,cand}_V.json, profile9_V_S.json (+ .png), first9_V.json. The .whl wheels (open_clip
+# etc., as for tools/gpu_run.sh) are installed when present. CPU dry run:
+#   GPU_RUN_CPU=1 OUT=/tmp/g bash tools/issue9_gpu.sh bench:vit_tiny profile:vit_tiny:64 first:vit_tiny
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+PY=${PYTHON:-python3}
+L="$PY -m lsegrt"
+CAND=${CAND:-}
+T="--min-seconds 1 --max-iters 100 --warmup-seconds 0.3"
+SIZES="--size 384 --size 480x640 --size 1024"
+CG="--cuda-graph"; DEV=""; PREC="fp16"; FID="--size 384 --size 480x640"; SHAPE="1x384x384"; FSIZE=384
+if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
+  SIZES="--size 64 --size 64x96"; CG=""; DEV="--device cpu"; PREC="fp32"; FID="--size 64"; SHAPE="1x64x64"
+  FSIZE=64; T="--min-seconds 0.1 --max-iters 3 --warmup-seconds 0"
+fi
+quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn -e "^[WE][0-9]" -e AUTOTUNE -e triton_mm -e " ms [0-9.]*% "; }
+stamp() { echo "=== $(date -u +%T) $*"; }
+for phase in "$@"; do
+  IFS=: read -r name v s <<< "$phase"
+  stamp "$phase"
+  case $name in
+    bench)
+      for c in stock ${CAND:+cand}; do
+        opts=""; [ $c = cand ] && opts=$CAND
+        timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" --backend compile --precision $PREC --batch 1 --batch 8 \
+          $CG $opts $SIZES $T $DEV --out "/tmp/b9_${c}_$v" 2>&1 | quiet | tail -12
+        cp "/tmp/b9_${c}_$v/bench.json" "$OUT/bench_issue9_${c}_$v.json"
+      done ;;
+    compare)
+      for c in stock ${CAND:+cand}; do
+        opts=""; [ $c = cand ] && opts=$CAND
+        timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" --candidate compile:$PREC $FID $CG $opts $DEV \
+          --out "/tmp/c9_${c}_$v" 2>&1 | quiet | tail -8
+        cp "/tmp/c9_${c}_$v/compare.json" "$OUT/compare_issue9_${c}_$v.json"
+      done ;;
+    profile)
+      cg=""; [ -n "$CG" ] && cg=",cuda_graph=true"
+      second=()
+      if [ -n "$CAND" ]; then
+        spec=$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')
+        second=(--candidate "compile:$PREC:${spec}$cg")
+      fi
+      TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout "${PHASE_TIMEOUT:-400}" $L profile --variant "$v" --size "$s" $DEV \
+        --candidate "compile:$PREC${cg:+:${cg#,}}" "${second[@]}" --out "/tmp/p9_${v}_$s" 2>&1 | quiet | tail -60
+      cp "/tmp/p9_${v}_$s/profile.json" "$OUT/profile9_${v}_$s.json"
+      cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
+    first)
+      rm -rf /tmp/ind9_cold /tmp/ind9_saved /tmp/first9; mkdir -p /tmp/first9
+      TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout 400 $L build --backend compile --variant "$v" --precision $PREC \
+        $CG $CAND --shape $SHAPE $DEV --out "/tmp/first9/$v.compiled" 2>&1 | quiet | tail -4
+      modes="saved"; [ "${FIRST_COLD:-0}" = 1 ] && modes="saved cold"
+      echo '{}' > /tmp/first9/cold.json
+      for mode in $modes; do
+        eng=""; [ $mode = saved ] && eng="--engine /tmp/first9/$v.compiled"
+        dev=${DEV#--device }; dev=${dev:-cuda}
+        TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py --variant "$v" \
+          --precision $PREC $CG $CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" 2>&1 | tail -1
+      done
+      $PY -c "import json,sys; d={k: json.load(open(f)) for k, f in zip(('cold','saved','build_sidecar'), sys.argv[1:4])}; open(sys.argv[4],'w').write(json.dumps(d, indent=1))" \
+        /tmp/first9/cold.json /tmp/first9/saved.json "/tmp/first9/$v.compiled.json" "$OUT/first9_$v.json" ;;
+    *) echo "unknown phase $phase"; exit 2 ;;
+  esac
+done
+stamp done
+ls -la "$OUT"
