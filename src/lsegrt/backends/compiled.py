@@ -220,8 +220,12 @@ class CompiledEncoder(Encoder):
         self.module = compile_module(encoder_module(model, precision, self.device), self.options)
 
     @classmethod
-    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
-        opts = CompileOptions.parse(options)
+    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
+               cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
+               coordinate_descent=None, channels_last=None, sdpa=None):
+        opts = CompileOptions.parse(dict(
+            cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
+            coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa))
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)
