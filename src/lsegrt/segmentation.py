@@ -1,9 +1,9 @@
-"""From embeddings to labels (LSEG_SPEC.md §6) and the multi-scale evaluator (§7)."""
+"""From embeddings to labels (docs/ARCHITECTURE.md §6) and the multi-scale evaluator (§7)."""
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -50,32 +50,49 @@ def _pad(x: torch.Tensor, h: int, w: int, value: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def multiscale_logits(
-    encode: EncodeFn, text: torch.Tensor, image: torch.Tensor, black: torch.Tensor
-) -> torch.Tensor:
-    """(1,3,H,W) normalized image at its own size → (1,N,H,W) logits summed over 6 scales with flips.
-
-    ``black`` is the normalized value of a black pixel per channel (−1 for ViT checkpoints), used to
-    pad windows to 480×480 exactly like the reference evaluator.
-    """
-    _, _, h, w = image.shape
-    total = None
+def _scales(h: int, w: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Per scale of an (h, w) image: resized (sh, sw), the long side, and the window grid (ny, nx)."""
     for scale in SCALES:
         long = int(math.ceil(BASE_SIZE * scale))
         if h > w:
             sh, sw = long, int(w * long / h + 0.5)
         else:
             sh, sw = int(h * long / w + 0.5), long
+        if long <= CROP:
+            yield sh, sw, long, 1, 1
+        else:
+            ph, pw = max(sh, CROP), max(sw, CROP)
+            yield sh, sw, long, int(math.ceil((ph - CROP) / STRIDE)) + 1, int(math.ceil((pw - CROP) / STRIDE)) + 1
+
+
+def multiscale_windows(h: int, w: int) -> int:
+    """How many 480² windows the evaluator runs for an (h, w) image (each is encoded twice: flips)."""
+    return sum(ny * nx for *_, ny, nx in _scales(h, w))
+
+
+def multiscale_logits(
+    encode: EncodeFn, text: torch.Tensor, image: torch.Tensor, black: torch.Tensor,
+    on_window: Callable[[], object] | None = None,
+) -> torch.Tensor:
+    """(1,3,H,W) normalized image at its own size → (1,N,H,W) logits summed over 6 scales with flips.
+
+    ``black`` is the normalized value of a black pixel per channel (−1 for ViT checkpoints), used to
+    pad windows to 480×480 exactly like the reference evaluator. ``on_window()`` is called after each of
+    the :func:`multiscale_windows` windows (progress).
+    """
+    _, _, h, w = image.shape
+    total = None
+    done = on_window or (lambda: None)
+    for sh, sw, long, ny, nx in _scales(h, w):
         x = F.interpolate(image, size=(sh, sw), mode="bilinear", align_corners=True)
         if long <= CROP:
             out = _flip_sum(encode, text, _pad(x, CROP, CROP, black))[..., :sh, :sw]
+            done()
         else:
             x = _pad(x, max(sh, CROP), max(sw, CROP), black)
             ph, pw = x.shape[-2:]
             out = torch.zeros(1, text.shape[0], ph, pw, device=x.device)
             count = torch.zeros(1, 1, ph, pw, device=x.device)
-            ny = int(math.ceil((ph - CROP) / STRIDE)) + 1
-            nx = int(math.ceil((pw - CROP) / STRIDE)) + 1
             for iy in range(ny):
                 for ix in range(nx):
                     # The reference clips the last window at the border and pads it, not shifts it.
@@ -84,6 +101,7 @@ def multiscale_logits(
                     crop = _pad(x[..., y0:y1, x0:x1], CROP, CROP, black)
                     out[..., y0:y1, x0:x1] += _flip_sum(encode, text, crop)[..., : y1 - y0, : x1 - x0]
                     count[..., y0:y1, x0:x1] += 1
+                    done()
             out = (out / count)[..., :sh, :sw]
         out = resize_logits(out, (h, w))
         total = out if total is None else total + out
