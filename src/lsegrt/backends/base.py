@@ -32,12 +32,7 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def canonical_device(device: torch.device | str) -> torch.device:
-    """'cuda' → 'cuda:<current>', so device equality checks compare like with like."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
+from ..devices import canonical_device  # noqa: E402,F401  (lives with the device checks; backends use it from here)
 
 
 def check_precision(precision: str) -> str:
