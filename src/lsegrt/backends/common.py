@@ -109,6 +109,7 @@ def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
     The name is derived from the whole request, and the sidecar is checked before any reuse: a cached
     engine built from other inputs is never picked up.
     """
+    from ..progress import note
     from ..sidecar import cache_dir, check_sidecar, engine_name
 
     folder = cache_dir() / "engines"
@@ -117,9 +118,11 @@ def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
     if path.exists():
         try:
             check_sidecar(path, request)
+            note(f"using the cached engine {path}")
             return path
         except LsegError:
             pass  # same name, different recorded inputs (or a broken sidecar): rebuild
+    note(f"building {path.name} into the cache {folder} (once for these inputs; this can take minutes)")
     build(path)
     check_sidecar(path, request)
     return path
