@@ -5,7 +5,7 @@ An :class:`Encoder` maps a normalized image batch to per-pixel unit embeddings:
     (B,3,H,W) float32, normalized, on ``encoder.device``  →  (B,512,H/2,W/2) float32, on the same device
 
 Precision (fp32/fp16/bf16) is what the backend computes in; I/O stays float32 everywhere, with
-LayerNorm and the final L2 norm in fp32 (LSEG_SPEC.md §8), so every backend is a drop-in replacement
+LayerNorm and the final L2 norm in fp32 (docs/ARCHITECTURE.md §8), so every backend is a drop-in replacement
 for every other and `compare` can diff them directly.
 """
 
