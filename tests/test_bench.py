@@ -108,7 +108,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tiny_vit):
     assert [r.status for r in recs] == ["error", "ok"]
     failed = recs[0]
     assert failed.error and "\n" not in failed.error
-    assert failed.iters is None and failed.host_ms_p50 is None and failed.input_mb > 0
+    assert failed.iters is None and failed.host_ms is None and failed.input_mb > 0
     assert list(failed.to_dict()) == list(bench.FIELDS)
 
 
@@ -149,7 +149,7 @@ def test_json_csv_and_plot(records, tmp_path):
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and list(rows[0]) == list(bench.FIELDS)
-    assert float(rows[0]["host_ms_p50"]) == pytest.approx(records[0].host_ms_p50)
+    assert float(rows[0]["host_ms_p50"]) == pytest.approx(records[0].host_ms.p50)
     assert rows[0]["gpu_ms_p50"] == "" and json.loads(rows[0]["encoder"])["backend"] == "torch"
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -46,10 +46,30 @@ STATS = ("mean", "std", "min", "p50", "p90", "p99")
 
 
 
+@dataclass(frozen=True)
+class Stats:
+    """Summary of per-call times in milliseconds (written as ``<prefix>_<stat>`` columns)."""
+
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Stats":
+        v = np.asarray(values, dtype=np.float64)
+        p50, p90, p99 = np.percentile(v, [50, 90, 99])
+        return cls(mean=float(v.mean()), std=float(v.std(ddof=1)) if len(v) > 1 else 0.0, min=float(v.min()),
+                   p50=float(p50), p90=float(p90), p99=float(p99))
+
+
 @dataclass
 class BenchRecord:
     """One configuration of a sweep: what ran, how it was timed and what came out. Fields are in CSV
-    column order; None where a field does not apply (GPU columns on the CPU) or the run failed."""
+    column order (each :class:`Stats` as six ``gpu_ms_*``/``host_ms_*`` columns); None where a field does
+    not apply (GPU columns on the CPU) or the run failed."""
 
     model: str
     checkpoint: str | None
@@ -67,18 +87,8 @@ class BenchRecord:
     cuda_graph: bool = False  # as reported by the backend's describe()
     warmup_iters: int | None = None
     iters: int | None = None  # timed calls behind every statistic of this record
-    gpu_ms_mean: float | None = None
-    gpu_ms_std: float | None = None
-    gpu_ms_min: float | None = None
-    gpu_ms_p50: float | None = None
-    gpu_ms_p90: float | None = None
-    gpu_ms_p99: float | None = None
-    host_ms_mean: float | None = None
-    host_ms_std: float | None = None
-    host_ms_min: float | None = None
-    host_ms_p50: float | None = None
-    host_ms_p90: float | None = None
-    host_ms_p99: float | None = None
+    gpu_ms: Stats | None = None  # CUDA events around each call (GPU time)
+    host_ms: Stats | None = None  # perf_counter around each call (the latency on the CPU)
     images_per_s: float | None = None  # batch / p50 latency (GPU time on CUDA, host time on CPU)
     images_per_s_sustained: float | None = None  # batch · iters / span of the whole timed loop
     h2d_ms: float | None = None
@@ -101,10 +111,22 @@ class BenchRecord:
     @property
     def latency_ms(self) -> float | None:
         """p50 latency: GPU time on CUDA, host time on the CPU."""
-        return self.gpu_ms_p50 if self.gpu_ms_p50 is not None else self.host_ms_p50
+        stats = self.gpu_ms or self.host_ms
+        return stats.p50 if stats else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat, JSON-ready: the keys of :data:`FIELDS`, in order."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _STATS_FIELDS:
+                out.update({f"{f.name}_{s}": getattr(value, s) if value else None for s in STATS})
+            else:
+                out[f.name] = dict(value) if isinstance(value, dict) else value
+        return out
+
+
+_STATS_FIELDS = ("gpu_ms", "host_ms")
 
 
 def _json_type(annotation: str) -> str:
@@ -115,7 +137,13 @@ def _json_type(annotation: str) -> str:
 
 
 # Field → JSON type, in CSV column order ("?": may be null); written into bench.json for its readers.
-FIELDS: dict[str, str] = {f.name: _json_type(str(f.type)) for f in fields(BenchRecord)}
+FIELDS: dict[str, str] = {}
+for _f in fields(BenchRecord):
+    if _f.name in _STATS_FIELDS:
+        FIELDS.update({f"{_f.name}_{s}": "float?" for s in STATS})
+    else:
+        FIELDS[_f.name] = _json_type(str(_f.type))
+del _f
 
 # Written into bench.json so that nobody reads a column for more than it is.
 CAVEATS = [
@@ -157,6 +185,12 @@ class Timing:
         if math.isnan(self.min_seconds):
             raise LsegError("min seconds nan: must be a number of seconds ('inf' for exactly --max-iters calls)")
 
+    def more(self, done: int, began: float) -> bool:
+        """Time another call? ``done`` calls so far, the timed loop began at perf_counter ``began``."""
+        if done < self.min_iters:
+            return True
+        return done < self.max_iters and time.perf_counter() - began < self.min_seconds
+
 
 # -- models and sizes ------------------------------------------------------------------------------
 def check_model_specs(specs: Sequence[Any]) -> None:
@@ -184,14 +218,6 @@ def size_label(h: int, w: int) -> int | str:
 
 
 # -- one configuration -----------------------------------------------------------------------------
-def _stats(prefix: str, values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=np.float64)
-    p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return {f"{prefix}_mean": float(v.mean()), f"{prefix}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            f"{prefix}_min": float(v.min()), f"{prefix}_p50": float(p50), f"{prefix}_p90": float(p90),
-            f"{prefix}_p99": float(p99)}
-
-
 def make_inputs(model, batch: int, h: int, w: int, device: torch.device, count: int, seed: int = 0):
     """``count`` distinct (batch,3,h,w) float32 normalized random images on ``device``."""
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -216,8 +242,7 @@ def _time_cuda(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.T
     host: list[float] = []
     out = None
     begin = time.perf_counter()
-    while len(host) < timing.min_iters or (len(host) < timing.max_iters
-                                           and time.perf_counter() - begin < timing.min_seconds):
+    while timing.more(len(host), begin):
         x = inputs[len(host) % len(inputs)]
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0 = time.perf_counter()
@@ -230,21 +255,20 @@ def _time_cuda(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.T
     torch.cuda.synchronize()
     gpu = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     span_ms = starts[0].elapsed_time(ends[-1])
-    return {"iters": len(host), **_stats("gpu_ms", gpu), **_stats("host_ms", host), "_span_ms": span_ms}, out
+    return {"iters": len(host), "gpu_ms": Stats.of(gpu), "host_ms": Stats.of(host), "_span_ms": span_ms}, out
 
 
 def _time_cpu(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.Tensor]:
     host: list[float] = []
     out = None
     begin = time.perf_counter()
-    while len(host) < timing.min_iters or (len(host) < timing.max_iters
-                                           and time.perf_counter() - begin < timing.min_seconds):
+    while timing.more(len(host), begin):
         x = inputs[len(host) % len(inputs)]
         t0 = time.perf_counter()
         out = encoder(x)
         host.append((time.perf_counter() - t0) * 1e3)
     span_ms = (time.perf_counter() - begin) * 1e3
-    return {"iters": len(host), **_stats("host_ms", host), "_span_ms": span_ms}, out
+    return {"iters": len(host), "host_ms": Stats.of(host), "_span_ms": span_ms}, out
 
 
 def _time_copies(x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -296,7 +320,7 @@ def measure(encoder, model, h: int, w: int, batch: int, timing: Timing = Timing(
     if tuple(out.shape) != expected:
         raise LsegError(f"{encoder.name} returned {tuple(out.shape)}, expected {expected}")
     span = timed.pop("_span_ms")
-    p50 = timed["gpu_ms_p50"] if cuda else timed["host_ms_p50"]
+    p50 = (timed["gpu_ms"] if cuda else timed["host_ms"]).p50
     return {**timed, "warmup_iters": warm, "timer": "cuda_events" if cuda else "perf_counter",
             "images_per_s": batch / (p50 / 1e3) if p50 > 0 else None,
             "images_per_s_sustained": batch * timed["iters"] / (span / 1e3) if span > 0 else None}
@@ -411,7 +435,7 @@ def report(records: Sequence[BenchRecord], env: dict[str, Any], settings: dict[s
 
 def latency_column(records: Sequence[BenchRecord]) -> str:
     """``gpu_ms_p50`` when any record has GPU times, else ``host_ms_p50`` (CPU runs)."""
-    return "gpu_ms_p50" if any(r.gpu_ms_p50 is not None for r in records) else "host_ms_p50"
+    return "gpu_ms_p50" if any(r.gpu_ms is not None for r in records) else "host_ms_p50"
 
 
 OUTPUT_NAMES = ("bench.json", "bench.csv", "bench.png")

@@ -113,9 +113,9 @@ def results_table(records: list, title: str):
             row += [""] * (len(cols) - len(row))
             table.add_row(*row, f"[red]{r.error}[/red]")
             continue
-        stat = {s: getattr(r, f"{prefix}_{s}") for s in ("p50", "mean", "std", "p90", "p99")}
-        row += [str(r.iters), _fmt(stat["p50"]), f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}",
-                _fmt(stat["p90"]), _fmt(stat["p99"]), _fmt(r.images_per_s, 1)]
+        st = getattr(r, prefix) or r.host_ms
+        row += [str(r.iters), _fmt(st.p50), f"{_fmt(st.mean)} ± {_fmt(st.std)}", _fmt(st.p90), _fmt(st.p99),
+                _fmt(r.images_per_s, 1)]
         if gpu:
             row += [_fmt(r.h2d_ms), _fmt(r.d2h_ms), _fmt(r.gpu_peak_mem_mb, 0),
                     _fmt(r.tflops_per_s, 1), _fmt(r.pct_fp16_peak, 1)]
