@@ -165,12 +165,12 @@ class Timing:
     """How long to warm up and measure each configuration."""
 
     warmup_iters: int = 3
-    warmup_seconds: float = 0.5
+    warmup_seconds: float = 0.5  # and at least this long: compilers and autotuners settle in time, not calls
     min_seconds: float = 2.0
-    min_iters: int = 5
+    min_iters: int = 5  # whatever min_seconds says: a percentile of one call is that call
     max_iters: int = 100
-    copy_iters: int = 10
-    rotation: int = 3
+    copy_iters: int = 10  # host↔device copies, timed apart from the latency
+    rotation: int = 3  # distinct inputs used in turn, so no cache sees one constant tensor
 
     def __post_init__(self) -> None:
         if self.min_iters < 2:
