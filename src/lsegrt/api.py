@@ -21,7 +21,7 @@ import torch
 from .devices import check_device
 from .errors import LsegError
 from .model.config import LSegConfig, get_config
-from .segmentation import EncodeFn
+from .segmentation import EncodeFn, logits, multiscale_logits, multiscale_windows, resize_logits
 
 if TYPE_CHECKING:
     from .model.net import LSegNet
@@ -175,7 +175,6 @@ class LSegModel:
         :mod:`lsegrt.progress`).
         """
         from .images import as_rgb_array
-        from .segmentation import logits, multiscale_logits, multiscale_windows, resize_logits
 
         array = as_rgb_array(image)
         text = self.encode_text(labels)

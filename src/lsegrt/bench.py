@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .environment import measurement_environment as environment  # noqa: F401  (bench.environment: older name)
 from .errors import LsegError
 from .report import error_text
 
@@ -63,6 +64,17 @@ class Stats:
         p50, p90, p99 = np.percentile(v, [50, 90, 99])
         return cls(mean=float(v.mean()), std=float(v.std(ddof=1)) if len(v) > 1 else 0.0, min=float(v.min()),
                    p50=float(p50), p90=float(p90), p99=float(p99))
+
+    def columns(self, prefix: str) -> dict[str, float]:
+        """``{"<prefix>_mean": ..., ..., "<prefix>_p99": ...}``: the flat form of records and :func:`measure`."""
+        return {f"{prefix}_{s}": getattr(self, s) for s in STATS}
+
+    @classmethod
+    def take(cls, flat: dict[str, Any], prefix: str) -> "Stats | None":
+        """Remove ``<prefix>_*`` from ``flat`` and return them as Stats (None when absent)."""
+        if f"{prefix}_p50" not in flat:
+            return None
+        return cls(**{s: flat.pop(f"{prefix}_{s}") for s in STATS})
 
 
 @dataclass
@@ -120,7 +132,7 @@ class BenchRecord:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _STATS_FIELDS:
-                out.update({f"{f.name}_{s}": getattr(value, s) if value else None for s in STATS})
+                out.update(value.columns(f.name) if value else {f"{f.name}_{s}": None for s in STATS})
             else:
                 out[f.name] = dict(value) if isinstance(value, dict) else value
         return out
@@ -255,7 +267,8 @@ def _time_cuda(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.T
     torch.cuda.synchronize()
     gpu = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     span_ms = starts[0].elapsed_time(ends[-1])
-    return {"iters": len(host), "gpu_ms": Stats.of(gpu), "host_ms": Stats.of(host), "_span_ms": span_ms}, out
+    return {"iters": len(host), **Stats.of(gpu).columns("gpu_ms"), **Stats.of(host).columns("host_ms"),
+            "_span_ms": span_ms}, out
 
 
 def _time_cpu(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.Tensor]:
@@ -268,7 +281,7 @@ def _time_cpu(encoder, inputs, timing: Timing) -> tuple[dict[str, Any], torch.Te
         out = encoder(x)
         host.append((time.perf_counter() - t0) * 1e3)
     span_ms = (time.perf_counter() - begin) * 1e3
-    return {"iters": len(host), "host_ms": Stats.of(host), "_span_ms": span_ms}, out
+    return {"iters": len(host), **Stats.of(host).columns("host_ms"), "_span_ms": span_ms}, out
 
 
 def _time_copies(x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -295,7 +308,8 @@ def _time_copies(x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict[str, fl
 
 
 def measure(encoder, model, h: int, w: int, batch: int, timing: Timing = Timing()) -> dict[str, Any]:
-    """Time ``encoder`` on (batch,3,h,w) inputs on ``encoder.device`` → the measured fields of a record."""
+    """Time ``encoder`` on (batch,3,h,w) inputs on ``encoder.device`` → the measured fields of a record,
+    flat (``iters``, ``host_ms_p50``, ``gpu_ms_p50``, ... as in :data:`FIELDS`)."""
     device = encoder.device
     cuda = device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
@@ -320,7 +334,7 @@ def measure(encoder, model, h: int, w: int, batch: int, timing: Timing = Timing(
     if tuple(out.shape) != expected:
         raise LsegError(f"{encoder.name} returned {tuple(out.shape)}, expected {expected}")
     span = timed.pop("_span_ms")
-    p50 = (timed["gpu_ms"] if cuda else timed["host_ms"]).p50
+    p50 = timed["gpu_ms_p50"] if cuda else timed["host_ms_p50"]
     return {**timed, "warmup_iters": warm, "timer": "cuda_events" if cuda else "perf_counter",
             "images_per_s": batch / (p50 / 1e3) if p50 > 0 else None,
             "images_per_s_sustained": batch * timed["iters"] / (span / 1e3) if span > 0 else None}
@@ -407,6 +421,7 @@ def sweep(
                         else:
                             try:
                                 measured = measure(encoder, model, h, w, int(batch), timing)
+                                rec.gpu_ms, rec.host_ms = Stats.take(measured, "gpu_ms"), Stats.take(measured, "host_ms")
                                 notes = "; ".join(n for n in (rec.notes, measured.pop("notes", None)) if n) or None
                                 for key, value in measured.items():
                                     setattr(rec, key, value)
