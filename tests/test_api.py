@@ -124,9 +124,12 @@ def test_text_cache_is_bounded_lru():
 
 
 # -- devices -----------------------------------------------------------------------------------------
+ABSENT_GPU = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU here (cuda:0 on a CPU machine)
+
+
 @pytest.mark.parametrize("device, match", [
     ("meta", "not supported"), ("mps", "not supported"), ("xpu", "not supported"), ("bogus", "unknown device"),
-    ("cuda:7", "cuda:7"),
+    (ABSENT_GPU, "CUDA GPU"),
 ])
 def test_unsupported_devices(device, match):
     with pytest.raises(LsegError, match=match):

@@ -4,18 +4,20 @@ each is now one `lsegrt: error:` line, exit 2, before any output is written."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 SEG = ["segment", "--variant", "vit_tiny", "--labels", "a, b", "--size", "64"]
 WF = ["wordfree", "--variant", "vit_tiny", "--size", "64"]
 BENCH = ["bench", "--variant", "vit_tiny", "--size", "64", "--device", "cpu"]
 CMP = ["compare", "--variant", "vit_tiny", "--candidate", "torch", "--size", "64"]
+ABSENT_GPU = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU here (cuda:0 on a CPU machine)
 FAST = ["--min-seconds", "0", "--warmup-iters", "0", "--warmup-seconds", "0"]
 
 CASES = {
     # devices: only the CPU and present CUDA GPUs
-    **{f"{verb}-device-{dev}": ([*argv, "--device", dev], dev if dev != "cuda:7" else "CUDA")
+    **{f"{verb}-device-{dev}": ([*argv, "--device", dev], dev if dev != ABSENT_GPU else "CUDA GPU")
        for verb, argv in (("segment", SEG), ("wordfree", WF), ("compare", CMP))
-       for dev in ("meta", "mps", "xpu", "cuda:7")},
+       for dev in ("meta", "mps", "xpu", ABSENT_GPU)},
     "bench-device-meta": ([*BENCH[:-2], "--device", "meta", *FAST], "meta"),
     # absurd sizes are refused before anything is allocated (4096 is the documented maximum side)
     "segment-size-99968": ([*SEG[:-2], "--size", "99968"], "at most 4096"),
