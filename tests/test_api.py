@@ -94,3 +94,43 @@ def test_load_or_random(official_ckpt):
 def test_cuda_without_gpu():
     with pytest.raises(LsegError, match="no CUDA GPU"):
         lsegrt.random_model("vit_tiny", device="cuda")
+
+
+# -- one model-spec grammar --------------------------------------------------------------------------
+def test_load_takes_random_specs():
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a = lsegrt.load("random:vit_tiny:seed1")
+    assert a.source == "random:vit_tiny:seed1" and a.is_random
+    assert torch.equal(a.encode_image(x), lsegrt.random_model("vit_tiny", seed=1).encode_image(x))
+    assert lsegrt.load("random:rn_tiny").source == "random:rn_tiny:seed0"
+    for bad, match in (("random:vit_tiny:seedx", "random:VARIANT"), ("random:", "random:VARIANT"),
+                       ("random:vit_tiny:1", "random:VARIANT"), ("random:vit_huge", "unknown variant")):
+        with pytest.raises(LsegError, match=match):
+            lsegrt.load(bad)
+
+
+# -- bounded text cache ------------------------------------------------------------------------------
+def test_text_cache_is_bounded_lru():
+    from lsegrt.api import TEXT_CACHE_SIZE
+
+    model = lsegrt.random_model("vit_tiny")
+    first = model.encode_text(["label 0"])
+    for i in range(1, TEXT_CACHE_SIZE + 20):
+        model.encode_text([f"label {i}"])
+        assert model.encode_text(["label 0"]) is first  # recently used: kept
+    assert len(model._text_cache) == TEXT_CACHE_SIZE
+    assert ("label 1",) not in model._text_cache  # least recently used: dropped
+    assert torch.equal(model.encode_text(["label 1"]), lsegrt.random_model("vit_tiny").encode_text(["label 1"]))
+
+
+# -- devices -----------------------------------------------------------------------------------------
+ABSENT_GPU = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU here (cuda:0 on a CPU machine)
+
+
+@pytest.mark.parametrize("device, match", [
+    ("meta", "not supported"), ("mps", "not supported"), ("xpu", "not supported"), ("bogus", "unknown device"),
+    (ABSENT_GPU, "CUDA GPU"),
+])
+def test_unsupported_devices(device, match):
+    with pytest.raises(LsegError, match=match):
+        lsegrt.random_model("vit_tiny", device=device)

@@ -12,7 +12,7 @@ from lsegrt import bench
 from lsegrt.errors import LsegError
 from lsegrt.flops import encoder_flops, flops_by_op, gpu_peak
 
-FAST = bench.Timing(warmup_iters=1, warmup_seconds=0.0, min_seconds=0.05, max_iters=3, copy_iters=1)
+FAST = bench.Timing(warmup_iters=1, warmup_seconds=0.0, min_seconds=0.05, min_iters=2, max_iters=3, copy_iters=1)
 TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
@@ -34,7 +34,7 @@ def records(tiny_vit):
 
 # -- FLOPs -------------------------------------------------------------------------------------------
 def test_flops_match_the_vit_l16_reference_on_the_meta_device():
-    # LSEG_SPEC reference numbers (batch 1, 1 MAC = 2 FLOP); meta device: no weights, no memory.
+    # Reference FLOP counts of docs/ARCHITECTURE.md §10 (batch 1, 1 MAC = 2 FLOP); meta device: no weights.
     assert encoder_flops("vit_l16", 384, 384) == pytest.approx(494e9, abs=1e9)
     assert encoder_flops("vit_l16", 1024, 1024) == pytest.approx(4.92e12, rel=0.01)
     ops = flops_by_op("vit_l16", 384, 384)
@@ -63,13 +63,14 @@ def test_gpu_peak_table(name, peak):
 # -- records -----------------------------------------------------------------------------------------
 def test_every_record_has_every_field_with_the_documented_type(records):
     assert len(records) == 4
-    for rec in records:
+    for record in records:
+        rec = record.to_dict()
         assert list(rec) == list(bench.FIELDS)
         for name, spec in bench.FIELDS.items():
             _check_type(name, rec[name], spec)
         assert rec["status"] == "ok" and rec["error"] is None
         assert rec["timer"] == "perf_counter" and rec["device"] == "cpu" and rec["variant"] == "vit_tiny"
-        assert rec["iters"] >= 1 and rec["warmup_iters"] >= 1
+        assert rec["iters"] >= FAST.min_iters and rec["warmup_iters"] >= 1
         assert rec["host_ms_min"] <= rec["host_ms_p50"] <= rec["host_ms_p90"] <= rec["host_ms_p99"]
         assert rec["host_ms_mean"] > 0 and rec["host_ms_std"] >= 0
         # CPU: no GPU columns, no copies, no % of a GPU peak
@@ -81,16 +82,34 @@ def test_every_record_has_every_field_with_the_documented_type(records):
         assert rec["tflops_per_s"] > 0
         assert rec["output_mb"] == pytest.approx(rec["batch"] * 512 * rec["height"] * rec["width"] / 4 * 4 / 2**20)
         assert rec["encoder"]["backend"] == "torch"
-    assert [(r["size"], r["batch"]) for r in records] == [(64, 1), (64, 2), ("64x96", 1), ("64x96", 2)]
+    assert [(r.size, r.batch) for r in records] == [(64, 1), (64, 2), ("64x96", 1), ("64x96", 2)]
+
+
+def test_fields_document_the_record():
+    assert bench.FIELDS["checkpoint"] == "str?" and bench.FIELDS["size"] == "int|str"
+    assert bench.FIELDS["iters"] == "int?" and bench.FIELDS["encoder"] == "dict" and bench.FIELDS["input_mb"] == "float"
+
+
+def test_never_a_percentile_of_one_call(tiny_vit):
+    """min_seconds=0 used to stop after a single timed call, and p50/p90/p99 were that call."""
+    from lsegrt.backends.base import Encoder
+
+    timing = bench.Timing(warmup_iters=0, warmup_seconds=0.0, min_seconds=0.0, copy_iters=1)
+    with Encoder.open("torch", checkpoint=tiny_vit) as enc:
+        measured = bench.measure(enc, tiny_vit, 32, 32, 1, timing)
+    assert timing.min_iters == 5 and measured["iters"] == 5
+    for bad in ({"min_iters": 1}, {"min_iters": 5, "max_iters": 4}, {"warmup_seconds": float("inf")}):
+        with pytest.raises(LsegError):
+            bench.Timing(**bad)
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(tiny_vit):
     recs = list(bench.sweep([tiny_vit], ["tensorrt", "torch"], ["fp32"], [(64, 64)], [1], "cpu", timing=FAST))
-    assert [r["status"] for r in recs] == ["error", "ok"]
+    assert [r.status for r in recs] == ["error", "ok"]
     failed = recs[0]
-    assert failed["error"] and "\n" not in failed["error"]
-    assert failed["iters"] is None and failed["host_ms_p50"] is None and failed["input_mb"] > 0
-    assert list(failed) == list(bench.FIELDS)
+    assert failed.error and "\n" not in failed.error
+    assert failed.iters is None and failed.host_ms is None and failed.input_mb > 0
+    assert list(failed.to_dict()) == list(bench.FIELDS)
 
 
 def test_inputs_are_distinct_normalized_random_images(tiny_vit):
@@ -110,14 +129,17 @@ def test_sizes_and_bad_inputs():
     with pytest.raises(LsegError, match="batch"):
         next(bench.sweep(["random:vit_tiny"], ["torch"], ["fp32"], [(64, 64)], [0], "cpu"))
     with pytest.raises(LsegError, match="random:VARIANT"):
-        bench.model_from_spec("random:vit_tiny:seedx")
+        bench.check_model_specs(["random:vit_tiny:seedx"])
+    with pytest.raises(LsegError, match="unknown variant"):
+        bench.check_model_specs(["random:vit_huge"])
 
 
 # -- outputs -----------------------------------------------------------------------------------------
 def test_json_csv_and_plot(records, tmp_path):
-    env = bench.environment("cpu")
-    payload = bench.report(records, env, {"note": "test"})
-    paths = bench.write_outputs(payload, tmp_path / "out")
+    from lsegrt.environment import measurement_environment
+
+    env = measurement_environment("cpu")
+    paths = bench.write_outputs(records, env, {"note": "test"}, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert data["environment"]["device"] == "cpu" and "torch" in data["environment"]["packages"]
     assert data["fields"] == bench.FIELDS and len(data["records"]) == 4
@@ -127,12 +149,12 @@ def test_json_csv_and_plot(records, tmp_path):
     with open(paths["csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and list(rows[0]) == list(bench.FIELDS)
-    assert float(rows[0]["host_ms_p50"]) == pytest.approx(records[0]["host_ms_p50"])
+    assert float(rows[0]["host_ms_p50"]) == pytest.approx(records[0].host_ms.p50)
     assert rows[0]["gpu_ms_p50"] == "" and json.loads(rows[0]["encoder"])["backend"] == "torch"
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_no_plot_when_everything_failed(tiny_vit, tmp_path):
     recs = list(bench.sweep([tiny_vit], ["tensorrt"], ["fp32"], [(64, 64)], [1], "cpu", timing=FAST))
-    paths = bench.write_outputs(bench.report(recs, {"device": "cpu"}, {}), tmp_path)
+    paths = bench.write_outputs(recs, {"device": "cpu"}, {}, tmp_path)
     assert paths["png"] is None and paths["json"].exists() and paths["csv"].exists()

@@ -90,3 +90,14 @@ def test_to_model_input_matches_pil_bilinear():
     pil = np.asarray(Image.fromarray(img).resize((96, 64), Image.BILINEAR), np.float32)
     # Same antialiased triangle filter; PIL rounds to uint8 and treats borders slightly differently.
     assert np.abs(x[0].permute(1, 2, 0).numpy() - pil).mean() < 1.0
+
+
+def test_sizes_are_capped_before_anything_is_allocated():
+    from lsegrt.sizes import MAX_SIDE, target_size
+
+    assert MAX_SIDE == 4096 and parse_size("4096") == 4096 and parse_size("4096x32") == (4096, 32)
+    for text in ("4097", "99999", "4128x32", "32x99968"):
+        with pytest.raises(LsegError, match="at most 4096"):
+            parse_size(text)
+    with pytest.raises(LsegError, match="at most 4096"):
+        target_size((300, 451), 99999)

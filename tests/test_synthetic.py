@@ -1,4 +1,4 @@
-"""Synthetic checkpoints have the official layout (LSEG_SPEC.md §3, §4, §9), checked without allocating."""
+"""Synthetic checkpoints have the official layout (docs/ARCHITECTURE.md §3, §4, §9), checked without allocating."""
 
 from __future__ import annotations
 

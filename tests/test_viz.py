@@ -128,7 +128,8 @@ def test_latency_plot(tmp_path):
 
     cat_rows = [{"backend": "trt", "size": s, "gpu_ms_p50": 1.0} for s in ["480x640", "320x320"]]
     viz.latency_plot(cat_rows, tmp_path / "cat.png", group=("backend",), logy=False)
-    assert (tmp_path / "cat.png").exists()
+    with Image.open(tmp_path / "cat.png") as img:  # a real PNG, not just a file
+        img.verify()
     with pytest.raises(LsegError, match="no rows"):
         viz.latency_plot([{"size": 1}], tmp_path / "none.png")
 

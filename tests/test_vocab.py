@@ -64,12 +64,16 @@ def test_cache_keyed_by_word_list(tiny_vit, cache_dir):
     torch.testing.assert_close(a.flip(0), b)
 
 
-@pytest.mark.parametrize("bad", ["shape", "garbage"])
+@pytest.mark.parametrize("bad", ["shape", "garbage", "nan", "inf"])
 def test_bad_cache_is_recomputed(tiny_vit, cache_dir, monkeypatch, bad):
     path = cache_path(tiny_vit, SMALL)
     path.parent.mkdir(parents=True, exist_ok=True)
     if bad == "shape":
         torch.save(torch.zeros(len(SMALL) + 1, 512), path)
+    elif bad in ("nan", "inf"):  # right shape and dtype, one poisoned value
+        poisoned = tiny_vit.encode_text(SMALL).clone()
+        poisoned[2, 7] = float(bad)
+        torch.save(poisoned, path)
     else:
         path.write_bytes(b"not a torch file")
     calls = []
@@ -78,7 +82,8 @@ def test_bad_cache_is_recomputed(tiny_vit, cache_dir, monkeypatch, bad):
     out = vocab_embeddings(tiny_vit, SMALL, progress=False)
     assert calls == [1]
     torch.testing.assert_close(out, tiny_vit.encode_text(SMALL), rtol=0, atol=1e-6)
-    assert torch.load(path, weights_only=True).shape == (len(SMALL), 512)
+    rewritten = torch.load(path, weights_only=True)
+    assert rewritten.shape == (len(SMALL), 512) and bool(torch.isfinite(rewritten).all())
 
 
 def test_batches_match_one_batch(tiny_vit):
@@ -87,3 +92,17 @@ def test_batches_match_one_batch(tiny_vit):
     many = vocab.compute_embeddings(tiny_vit, words, batch_size=7, progress=False)
     torch.testing.assert_close(one, many, rtol=0, atol=1e-6)
 
+
+
+def test_progress_while_embedding(tiny_vit, monkeypatch, capsys):
+    """Plain progress lines on stderr when it is not a terminal (interval 0 here: one per batch)."""
+    from lsegrt import progress
+
+    monkeypatch.setattr(progress, "DEFAULT_INTERVAL", 0.0)
+    vocab.compute_embeddings(tiny_vit, whole_words()[:30], batch_size=10)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].split(",")[0].strip() for line in lines[:3]] == ["10/30 words", "20/30 words",
+                                                                                 "30/30 words"]
+    assert lines[-1].endswith("done") and lines[0].startswith("embedding vocabulary")
+    vocab.compute_embeddings(tiny_vit, whole_words()[:30], batch_size=10, progress=False)
+    assert capsys.readouterr().err == ""

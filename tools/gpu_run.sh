@@ -42,7 +42,7 @@ SIZES="--size 480x640 --size 256 --size 320 --size 384 --size 480 --size 640 --s
 CG="--cuda-graph"
 FID_SIZES="--size 384 --size 480x640"
 if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
-  SIZES="--size 64x96 --size 64"; CG=""; T="--min-seconds 0.1 --max-iters 3 --warmup-seconds 0"
+  SIZES="--size 64x96 --size 64"; CG=""; T="--min-seconds 0.1 --min-iters 3 --max-iters 3 --warmup-seconds 0"
   FID_SIZES="--size 64 --size 64x96"
 fi
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn; }

@@ -1,34 +1,66 @@
-"""The Python API: :func:`load`, :func:`random_model` and :class:`LSegModel`."""
+"""The Python API: :func:`load`, :func:`random_model` and :class:`LSegModel`.
+
+One model-spec grammar everywhere (API and every CLI verb): a checkpoint path, or
+``random:VARIANT[:seedK]`` for seeded random weights of a variant (``random:vit_l16`` = seed 0).
+
+The network code (timm, open_clip) is imported on first use, so ``import lsegrt`` stays light.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from .devices import check_device
 from .errors import LsegError
-from .model.checkpoint import (build_net, checkpoint_identity, detect_variant, random_state_dict, read_state_dict,
-                               validate)
 from .model.config import LSegConfig, get_config
-from .model.layers import l2_normalize
-from .model.net import LSegNet
-from .model.text import encode_tokens, tokenize
-from .segmentation import EncodeFn, logits, multiscale_logits, resize_logits
+from .segmentation import EncodeFn, logits, multiscale_logits, multiscale_windows, resize_logits
+
+if TYPE_CHECKING:
+    from .model.net import LSegNet
 
 DEFAULT_VARIANT = "vit_l16"
+RANDOM_PREFIX = "random:"
+_RANDOM_SPEC = re.compile(r"^random:([A-Za-z0-9_]+)(?::seed(\d+))?$")
+TEXT_CACHE_SIZE = 64  # label lists whose text features a model keeps (least recently used dropped first)
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from .backends.base import canonical_device
+    return check_device(device)
 
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LsegError(f"device {device} requested but no CUDA GPU is available (use --device cpu)")
-    return canonical_device(device)
+
+def parse_random_spec(spec: Any) -> tuple[str, int] | None:
+    """``"random:VARIANT[:seedK]"`` → ``(variant, seed)``; any other string → None (a file path).
+
+    A string that starts with ``random:`` but is not of that form is an :class:`LsegError`.
+    """
+    text = str(spec)
+    if not text.startswith(RANDOM_PREFIX):
+        return None
+    m = _RANDOM_SPEC.match(text)
+    if not m:
+        raise LsegError(f"bad model spec {text!r}: expected random:VARIANT or random:VARIANT:seedK, "
+                        "e.g. random:vit_l16:seed1")
+    variant = get_config(m.group(1)).name  # unknown variants: one line naming the known ones
+    return variant, int(m.group(2) or 0)
+
+
+def check_model_spec(spec: Any) -> None:
+    """Fail fast, before loading anything: a malformed ``random:`` spec or a missing checkpoint file."""
+    if isinstance(spec, LSegModel) or parse_random_spec(spec) is not None:
+        return
+    path = Path(spec)
+    if not path.exists():
+        raise LsegError(f"checkpoint not found: {spec}")
+    if not path.is_file():
+        raise LsegError(f"checkpoint is not a file: {spec}")
 
 
 class LSegModel:
@@ -46,7 +78,7 @@ class LSegModel:
         self.device = device
         self.file = file
         self._sha256 = sha256
-        self._text_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
 
     @property
     def variant(self) -> str:
@@ -71,6 +103,8 @@ class LSegModel:
         the recipe for random weights. Engines are bound to it."""
         if self._sha256 is None:
             if self.file is not None:
+                from .model.checkpoint import checkpoint_identity
+
                 self._sha256 = checkpoint_identity(self.file)
             else:
                 self._sha256 = hashlib.sha256(self.source.encode()).hexdigest()
@@ -114,32 +148,49 @@ class LSegModel:
     # -- text -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_text(self, labels: list[str] | str) -> torch.Tensor:
-        """Labels (raw strings, no prompt template) → (N,512) float32 unit vectors on the model's device."""
+        """Labels (raw strings, no prompt template) → (N,512) float32 unit vectors on the model's device.
+
+        The last :data:`TEXT_CACHE_SIZE` label lists are cached (least recently used dropped first).
+        """
+        from .model.layers import l2_normalize
+        from .model.text import encode_tokens, tokenize
+
         labels = split_labels(labels) if isinstance(labels, str) else list(labels)
         key = tuple(labels)
-        if key not in self._text_cache:
-            ids = tokenize(labels, self.config.text.context_length).to(self.device)
-            self._text_cache[key] = l2_normalize(encode_tokens(self.net.clip_pretrained, ids), dim=-1)
+        if key in self._text_cache:
+            self._text_cache.move_to_end(key)
+            return self._text_cache[key]
+        ids = tokenize(labels, self.config.text.context_length).to(self.device)
+        self._text_cache[key] = l2_normalize(encode_tokens(self.net.clip_pretrained, ids), dim=-1)
+        while len(self._text_cache) > TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
         return self._text_cache[key]
 
     # -- segmentation ---------------------------------------------------------------------------
     @torch.inference_mode()
     def segment_logits(
         self, image: Any, labels: list[str] | str, size: int | tuple[int, int] = 480,
-        encoder: EncodeFn | None = None, multiscale: bool = False,
+        encoder: EncodeFn | None = None, multiscale: bool = False, progress: bool = True,
     ) -> torch.Tensor:
-        """(N,h0,w0) float32 logits at the original image size (bilinear, align_corners=True)."""
+        """(N,h0,w0) float32 logits at the original image size (bilinear, align_corners=True).
+
+        ``multiscale``: the official evaluator (slow); ``progress`` reports its windows (see
+        :mod:`lsegrt.progress`).
+        """
         from .images import as_rgb_array
 
         array = as_rgb_array(image)
         text = self.encode_text(labels)
         encode = encoder or self.encode_image
         if multiscale:
+            from .progress import Progress
             from .sizes import to_model_input
 
             full = to_model_input(array, array.shape[:2], self.mean, self.std).to(self.device)
             black = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=self.device)
-            out = multiscale_logits(encode, text, full, black)
+            with Progress("multiscale windows", total=multiscale_windows(*array.shape[:2]), unit="windows",
+                          enabled=progress) as bar:
+                out = multiscale_logits(encode, text, full, black, on_window=bar.advance)
         else:
             x = self.preprocess(array, size)
             out = logits(encode(x), text)
@@ -147,14 +198,14 @@ class LSegModel:
 
     def segment(
         self, image: Any, labels: list[str] | str, size: int | tuple[int, int] = 480,
-        encoder: EncodeFn | None = None, multiscale: bool = False,
+        encoder: EncodeFn | None = None, multiscale: bool = False, progress: bool = True,
     ) -> np.ndarray:
         """Per-pixel label ids (h0,w0) int32 at the original image size.
 
         logits = 14.2857·⟨pixel, text⟩, ×2 bilinear (align_corners=True), resized to the image, argmax.
         ``encoder`` may be any :class:`lsegrt.Encoder` (default: this model's eager network).
         """
-        out = self.segment_logits(image, labels, size, encoder=encoder, multiscale=multiscale)
+        out = self.segment_logits(image, labels, size, encoder=encoder, multiscale=multiscale, progress=progress)
         return out.argmax(0).to(torch.int32).cpu().numpy()
 
 
@@ -168,13 +219,18 @@ def split_labels(text: str) -> list[str]:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegModel:
-    """Load an official Lightning `.ckpt`, a plain state_dict `.pt/.pth`, or `.safetensors` (strictly).
+    """Load an official Lightning `.ckpt`, a plain state_dict `.pt/.pth`, or `.safetensors` (strictly);
+    ``"random:VARIANT[:seedK]"`` gives :func:`random_model` instead.
 
     The variant is detected from the keys; mismatched keys raise :class:`LsegError` naming them.
     """
     from .hashcache import stamp
+    from .model.checkpoint import build_net, checkpoint_identity, detect_variant, read_state_dict, validate
 
     device = _device(device)
+    spec = parse_random_spec(path)
+    if spec is not None:
+        return random_model(spec[0], spec[1], device)
     path = Path(path)
     at = stamp(path) if path.is_file() else None
     sd = read_state_dict(path)
@@ -187,15 +243,25 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegMod
 
 def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | torch.device = "cpu") -> LSegModel:
     """Same architecture as ``variant`` with seeded random weights (the embedded default)."""
+    from .model.checkpoint import build_net, random_state_dict
+
     device = _device(device)
     cfg = get_config(variant)
     net = build_net(cfg, random_state_dict(cfg, seed), device)
     return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device)
 
 
+def model_from_spec(spec: Any, device: str | torch.device = "cpu") -> LSegModel:
+    """A checkpoint path, ``random:VARIANT[:seedK]`` or an :class:`LSegModel` → an LSegModel on ``device``."""
+    if isinstance(spec, LSegModel):
+        return spec if spec.device == _device(device) else spec.to(device)
+    return load(spec, device)
+
+
 def load_or_random(checkpoint: str | os.PathLike | None, variant: str = DEFAULT_VARIANT, device="cpu",
                    say=print) -> LSegModel:
-    """The CLI's rule: a checkpoint if given, else the embedded random default, announced in one line."""
+    """The CLI's rule: a checkpoint (or model spec) if given, else the embedded random default, announced
+    in one line."""
     if checkpoint:
         return load(checkpoint, device)
     say(f"no checkpoint given: using the embedded default, random {variant} weights (seed 0): "

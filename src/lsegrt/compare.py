@@ -1,4 +1,5 @@
-"""Fidelity of one encoder against another on real images (LSEG_SPEC.md §10: per-pixel, not whole-map).
+"""Fidelity of one encoder against another on real images (docs/ARCHITECTURE.md §10: per-pixel, not
+whole-map).
 
 Both sides get the *same* preprocessed tensor. Per image × size, over the ``(512, h, w)`` feature maps:
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from .errors import LsegError
+from .report import error_text
 
 DEFAULT_LABELS = "person, animal, plant, sky, building, road, water, other"
 DEFAULT_IMAGES = ("sample:chelsea", "sample:astronaut", "sample:coffee")
@@ -155,12 +157,17 @@ def _label_rgb(labels: torch.Tensor | np.ndarray, n: int, hw: tuple[int, int]) -
 
 
 def pair_pictures(out_dir: Path, stem: str, image: np.ndarray, ref: dict, cand: dict, names: tuple[str, str],
-                  n_labels: int) -> list[str]:
-    """Cosine-error heat-map, PCA-RGB in one basis, label maps (+ where they differ) → file names in ``out_dir``."""
+                  n_labels: int, inputs: Sequence[Any] = ()) -> list[str]:
+    """Cosine-error heat-map, PCA-RGB in one basis, label maps (+ where they differ) → file names in ``out_dir``.
+
+    None of them may replace one of ``inputs`` (files the run reads).
+    """
+    from .fileio import refuse_overwriting_inputs
     from .viz import heatmap, pca_rgb, save_png, side_by_side
 
     err = 1.0 - cand["cos_map"]
     paths = [out_dir / f"{stem}_cos_error.png", out_dir / f"{stem}_pca.png", out_dir / f"{stem}_labels.png"]
+    refuse_overwriting_inputs(paths, inputs)
     save_png(heatmap(err, f"{names[1]} vs {names[0]}\n1 − cos (max {np.nanmax(err):.2e})", vmin=0.0), paths[0])
     hw = image.shape[:2]
     rgb_ref, basis = pca_rgb(ref["features"][0])
@@ -191,16 +198,16 @@ def compare(
     sizes: Sequence[int | tuple[int, int]] = DEFAULT_SIZES, labels: str | Sequence[str] = DEFAULT_LABELS,
     reference: Side | Any = Side("torch"), overrides: dict[str, float | None] | None = None,
     out_dir: str | Path | None = None, all_pictures: bool = False, options: dict[str, Any] | None = None,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None, inputs: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Reference vs each candidate over ``images`` × ``sizes`` → report dict (``passed`` overall).
 
     Sides are :class:`Side` specs (opened on ``model.device`` for ``model``) or open Encoders.
-    Pictures go to ``out_dir`` (first image × size per pair, or all with ``all_pictures``); the report
-    lists their file names, relative to ``out_dir`` (where ``compare.json`` goes too).
+    Pictures go to ``out_dir`` (first image × size per pair, or all with ``all_pictures``), never over one
+    of ``inputs``; the report lists their file names, relative to ``out_dir`` (where ``compare.json`` goes
+    too). ``on_step("image HxW")`` is called after each image × size.
     """
     from .api import split_labels
-    from .bench import error_text
 
     sweep = [s.backend for s in (reference, *candidates) if isinstance(s, Side)]
     if sweep:  # each side gets the options its backend declares; a bad one stops before any work
@@ -235,8 +242,6 @@ def compare(
             for size in sizes:
                 x = model.preprocess(image, size)
                 hw = f"{x.shape[-2]}x{x.shape[-1]}"
-                if on_step:
-                    on_step(f"{image_name} {hw}")
                 with torch.inference_mode():
                     ref = {"features": ref_enc(x)}
                     ref["labels"] = label_map(ref["features"], text)
@@ -260,8 +265,10 @@ def compare(
                             cand["cos_map"] = m["cos_map"]
                             stem = f"{slug(pair['candidate'])}_vs_{slug(ref_name)}_{slug(Path(image_name).stem)}_{hw}"
                             pair["pictures"] += pair_pictures(out, stem, image, ref, cand,
-                                                              (ref_name, pair["candidate"]), len(names))
+                                                              (ref_name, pair["candidate"]), len(names), inputs)
                 first = False
+                if on_step:
+                    on_step(f"{image_name} {hw}")
     finally:
         for slot in opened:
             if slot is not None and slot[1]:
@@ -296,13 +303,15 @@ def compare_checkpoints(
     models: Sequence[Any], images: Sequence[tuple[str, np.ndarray]],
     sizes: Sequence[int | tuple[int, int]] = DEFAULT_SIZES,
     labels: str | Sequence[str] = DEFAULT_LABELS, out_dir: str | Path | None = None, all_pictures: bool = False,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None, inputs: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Eager fp32 features of each checkpoint (same variant) pairwise → similarity report (no thresholds).
 
     Labels of each checkpoint come from its own text tower, i.e. what segmenting with it would give.
+    Pictures never replace one of ``inputs``; ``on_step("image HxW")`` is called after each image × size.
     """
     from .api import split_labels
+    from .fileio import refuse_overwriting_inputs
     from .viz import pca_rgb, save_png, side_by_side
 
     if len(models) < 2:
@@ -322,8 +331,6 @@ def compare_checkpoints(
         for size in sizes:
             x = models[0].preprocess(image, size)  # one variant → one normalization, one tensor for all
             hw = f"{x.shape[-2]}x{x.shape[-1]}"
-            if on_step:
-                on_step(f"{image_name} {hw}")
             with torch.inference_mode():
                 feats = [m.encode_image(x.to(m.device)) for m in models]
                 labs = [label_map(f, t) for f, t in zip(feats, texts)]
@@ -331,6 +338,7 @@ def compare_checkpoints(
                 acc.append(map_metrics(feats[i], feats[j], labs[i], labs[j]))
             if out is not None and (first or all_pictures):
                 stem = f"checkpoints_{slug(Path(image_name).stem)}_{hw}"
+                refuse_overwriting_inputs([out / f"{stem}_pca.png", out / f"{stem}_labels.png"], inputs)
                 rgb0, basis = pca_rgb(feats[0][0])
                 rgbs = [rgb0] + [pca_rgb(f[0], basis)[0] for f in feats[1:]]
                 panels = [_nearest(rgb, image.shape[:2]) for rgb in rgbs]
@@ -340,6 +348,8 @@ def compare_checkpoints(
                          out / f"{stem}_labels.png")
                 pictures += [f"{stem}_pca.png", f"{stem}_labels.png"]
             first = False
+            if on_step:
+                on_step(f"{image_name} {hw}")
     pairs = [{"a": ids[i], "b": ids[j], **summarize(acc)} for (i, j), acc in parts.items()]
     return {"mode": "checkpoints", "checkpoints": [{"id": k, "source": m.source} for k, m in zip(ids, models)],
             **_common(models[0], names, images, sizes), "pairs": pairs, "pictures": pictures, "passed": True}
@@ -347,12 +357,6 @@ def compare_checkpoints(
 
 def write_report(report: dict[str, Any], path: str | Path, env: dict[str, Any]) -> Path:
     """``compare.json``: the report plus environment, lsegrt version and time."""
-    from datetime import datetime, timezone
+    from .report import stamp, write_json
 
-    from . import __version__
-    from .bench import to_json
-    from .fileio import write_text
-
-    payload = {"lsegrt_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "environment": env, **report}
-    return write_text(path, to_json(payload))
+    return write_json(path, {**stamp(), "environment": env, **report})

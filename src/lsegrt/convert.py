@@ -1,4 +1,4 @@
-"""Official Lightning checkpoint → inference-only `.safetensors` (LSEG_SPEC.md §9).
+"""Official Lightning checkpoint → inference-only `.safetensors` (docs/ARCHITECTURE.md §9).
 
 Keeps exactly the tensors the encoders use, with their stored dtypes (fp16 CLIP stays fp16) and
 without the `net.` prefix; drops optimizer state, Lightning extras and the unused families. The result

@@ -1,4 +1,4 @@
-"""ONNX export of the image encoder (LSEG_SPEC.md §8, §10).
+"""ONNX export of the image encoder (docs/ARCHITECTURE.md §8, §10).
 
 Graph: input ``image`` (B,3,H,W) float32 → output ``features`` (B,512,H/2,W/2) float32 unit vectors,
 batch/H/W dynamic (H, W multiples of 32). ``precision`` sets the weights and compute inside the graph

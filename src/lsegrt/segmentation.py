@@ -1,4 +1,4 @@
-"""From embeddings to labels (LSEG_SPEC.md §6) and the multi-scale evaluator (§7)."""
+"""From embeddings to labels (docs/ARCHITECTURE.md §6) and the multi-scale evaluator (§7)."""
 
 from __future__ import annotations
 
@@ -91,9 +91,22 @@ def _encode_chunks(encode: EncodeFn, items: list[torch.Tensor], batch_size: int 
             yield feats[j:j + 1]
 
 
+def multiscale_windows(h: int, w: int) -> int:
+    """How many 480² windows the evaluator runs for an (h, w) image (each is encoded twice: flips)."""
+    n = 0
+    for scale in SCALES:
+        sh, sw, long = _scale_size(h, w, scale)
+        if long <= CROP:
+            n += 1
+        else:
+            ph, pw = max(sh, CROP), max(sw, CROP)
+            n += (int(math.ceil((ph - CROP) / STRIDE)) + 1) * (int(math.ceil((pw - CROP) / STRIDE)) + 1)
+    return n
+
+
 def multiscale_logits(
     encode: EncodeFn, text: torch.Tensor, image: torch.Tensor, black: torch.Tensor,
-    batch_size: int | None = 2,
+    batch_size: int | None = 2, on_window: Callable[[], object] | None = None,
 ) -> torch.Tensor:
     """(1,3,H,W) normalized image at its own size → (1,N,H,W) logits summed over 6 scales with flips.
 
@@ -101,6 +114,7 @@ def multiscale_logits(
     pad windows to 480×480 exactly like the reference evaluator. Every window and its mirror image
     (all 480×480) go through ``encode`` together, ``batch_size`` crops per call (None: all crops of the
     image in one call; an int pads the last call to that size so a compiled graph is reused).
+    ``on_window()`` is called after each of the :func:`multiscale_windows` windows (progress).
     """
     _, _, h, w = image.shape
     scales, crops = multiscale_crops(image, black)
@@ -108,9 +122,11 @@ def multiscale_logits(
     outs = [None] * len(scales)
     counts = [None] * len(scales)
     feats = _encode_chunks(encode, items, batch_size)
+    done = on_window or (lambda: None)
     for si, y0, y1, x0, x1, _ in crops:
         # added, not averaged, as the reference does
         window = logits(next(feats), text) + torch.flip(logits(next(feats), text), dims=[3])
+        done()
         sh, sw, ph, pw, tiled = scales[si]
         if not tiled:
             outs[si] = window[..., :sh, :sw]

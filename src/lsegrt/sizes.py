@@ -1,7 +1,10 @@
 """Model input sizes and preprocessing. Sizes are always ``(H, W)``, height first.
 
-LSeg needs an even 16-px patch grid (spec §7: 400x400 and 368x368 fail in the fusion decoder), so every
-size handed to a model is a multiple of 32 on both sides.
+LSeg needs an even 16-px patch grid (docs/ARCHITECTURE.md §7: 400x400 and 368x368 fail in the fusion
+decoder), so every size handed to a model is a multiple of 32 on both sides, and no side exceeds
+:data:`MAX_SIDE` (4096; at 4096² one 256-channel decoder activation at H/2 is already 4 GiB in fp32).
+Larger sizes are refused before anything is allocated: ``--size 99999`` used to ask for 80 GB for the
+resized image alone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 MULTIPLE = 32
+MAX_SIDE = 4096
 _EXACT = re.compile(r"^\s*([+-]?\d+)\s*[x×X*]\s*([+-]?\d+)\s*$")
 _LONG = re.compile(r"^\s*([+-]?\d+)\s*$")
 
@@ -39,6 +43,9 @@ def check_exact_size(hw: Sequence[int]) -> tuple[int, int]:
     label = f"{h}x{w}"
     if h <= 0 or w <= 0:
         raise LsegError(f"size {label}: H and W must be positive multiples of 32, e.g. 480x480")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise LsegError(f"size {label}: each side must be at most {MAX_SIDE} (the model input; images of any "
+                        "size are resized to it), e.g. 1024x1024")
     if h % MULTIPLE or w % MULTIPLE:
         (h_lo, h_hi), (w_lo, w_hi) = _neighbours(h), _neighbours(w)
         options = list(dict.fromkeys([f"{h_lo}x{w_lo}", f"{h_hi}x{w_hi}"]))
@@ -70,6 +77,8 @@ def parse_size(text: str) -> int | tuple[int, int]:
 def _check_long_side(side: int) -> int:
     if side < MULTIPLE:
         raise LsegError(f"size {side}: the long side must be at least {MULTIPLE}, e.g. 480")
+    if side > MAX_SIDE:
+        raise LsegError(f"size {side}: the long side must be at most {MAX_SIDE}, e.g. 1024")
     return side
 
 
@@ -121,7 +130,7 @@ def model_pixels(image: np.ndarray, hw: Sequence[int]) -> "torch.Tensor":
 def normalize(pixels: "torch.Tensor", mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":
     """``(B, 3, H, W)`` pixels in 0..255 (any dtype) → float32 ``(x / 255 - mean) / std`` per channel.
 
-    Spec §7: mean = std = 0.5 for ViT checkpoints, ImageNet statistics for ResNet ones.
+    docs/ARCHITECTURE.md §7: mean = std = 0.5 for ViT checkpoints, ImageNet statistics for ResNet ones.
     """
     import torch
 

@@ -1,4 +1,4 @@
-"""Synthetic checkpoints in the exact official layout (LSEG_SPEC.md §3, §4, §9), for tests and demos.
+"""Synthetic checkpoints in the exact official layout (docs/ARCHITECTURE.md §3, §4, §9), for tests and demos.
 
 The official weights cannot be downloaded everywhere, so this module writes files that look like them
 to the loader: the `net.` prefix, the CLIP text tower's attention/MLP weights and `text_projection` in

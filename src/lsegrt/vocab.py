@@ -4,9 +4,10 @@ A "whole word" is a BPE token that ends a word (``…</w>``) whose text is ASCII
 ``min_len`` long, and not an English stop word (``lsegrt/data/stopwords.txt``). Order is the tokenizer's
 (merge rank, roughly frequency), so the list is deterministic for a given open_clip vocabulary.
 
-Embeddings are the model's text features of each word as a raw label (no prompt template, §5), exactly
-what :meth:`LSegModel.encode_text` gives, cached under
-``cache_dir()/text/<model sha256[:16]>-<word-list sha256[:16]>.pt`` as one plain float32 tensor.
+Embeddings are the model's text features of each word as a raw label (no prompt template,
+docs/ARCHITECTURE.md §5), exactly what :meth:`LSegModel.encode_text` gives, cached under
+``cache_dir()/text/<model sha256[:16]>-<word-list sha256[:16]>.pt`` as one plain float32 tensor. A cache
+file of the wrong shape or dtype, unreadable, or holding a non-finite value is recomputed and replaced.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from .fileio import atomic_path
-from .model.layers import l2_normalize
-from .model.text import encode_tokens, tokenize, tokenizer
 from .sidecar import cache_dir
 
 if TYPE_CHECKING:
@@ -45,6 +44,8 @@ def whole_words(min_len: int = 3) -> list[str]:
     Deterministic: tokenizer order (merge rank). With open_clip's vocabulary and ``min_len=3`` this is
     31 723 words (346 stop words and 203 word-final BPE fragments such as "ing" removed).
     """
+    from .model.text import tokenizer
+
     stop = stopwords()
     out = []
     for token in tokenizer().encoder:  # dict: insertion order is the BPE rank order
@@ -75,35 +76,34 @@ def _load_cached(path: Path, n: int, dim: int) -> torch.Tensor | None:
         return None
     if not isinstance(cached, torch.Tensor) or tuple(cached.shape) != (n, dim) or cached.dtype != torch.float32:
         return None
+    if not bool(torch.isfinite(cached).all()):  # a NaN row would label pixels with garbage forever
+        return None
     return cached
-
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    # stderr, so that tables and JSON on stdout stay clean when piped.
-    return Progress(
-        TextColumn("[bold]embedding vocabulary"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True, disable=not enabled,
-    )
 
 
 @torch.inference_mode()
 def compute_embeddings(
     model: "LSegModel", words: Sequence[str], batch_size: int = 1024, progress: bool = True
 ) -> torch.Tensor:
-    """Words → (V,512) float32 unit text features on CPU, in batches of ``batch_size`` (no cache)."""
+    """Words → (V,512) float32 unit text features on CPU, in batches of ``batch_size`` (no cache).
+
+    ``progress``: report the words done (:mod:`lsegrt.progress`: a bar on a terminal, else a line every
+    few seconds; the whole 31,723-word vocabulary takes minutes on a CPU).
+    """
+    from .model.layers import l2_normalize
+    from .model.text import encode_tokens, tokenize
+    from .progress import Progress
+
     tower = model.net.clip_pretrained
     context = model.config.text.context_length
     out = torch.empty(len(words), model.config.out_dim, dtype=torch.float32)
-    with _progress(progress) as bar:
-        task = bar.add_task("embed", total=len(words))
+    with Progress("embedding vocabulary (once per checkpoint, then cached)", total=len(words), unit="words",
+                  enabled=progress) as bar:
         for start in range(0, len(words), batch_size):
             batch = list(words[start : start + batch_size])
             ids = tokenize(batch, context).to(model.device)
             out[start : start + len(batch)] = l2_normalize(encode_tokens(tower, ids), dim=-1).cpu()
-            bar.advance(task, len(batch))
+            bar.advance(len(batch))
     return out
 
 
@@ -113,7 +113,7 @@ def vocab_embeddings(
     """Words (default :func:`whole_words`) → (V,512) float32 unit text features on ``model.device``.
 
     Loaded from the on-disk cache when present with the right shape; otherwise computed in batches
-    (a rich progress bar on stderr) and saved atomically. Row i is ``model.encode_text([words[i]])``.
+    (with progress, see :func:`compute_embeddings`) and saved atomically. Row i is ``model.encode_text([words[i]])``.
     """
     words = whole_words() if words is None else list(words)
     if not words:

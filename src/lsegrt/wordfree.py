@@ -3,7 +3,7 @@
 No label list is given: each pixel embedding is compared with the text features of every whole word
 (:mod:`lsegrt.vocab`, ~32k words), the best word per pixel wins, and words covering at least
 ``min_coverage`` of the image are kept. The argmax runs at the embedding resolution (H/2×W/2): the
-spec's ×2 bilinear logit upsampling (§6) only smooths boundaries between neighbouring pixels and does
+×2 bilinear logit upsampling (docs/ARCHITECTURE.md §6) only smooths boundaries between neighbouring pixels and does
 not change which words are present or their share in any meaningful way, and it would cost 4× the
 dominant pixels×vocabulary product.
 """

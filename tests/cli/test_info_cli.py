@@ -27,6 +27,6 @@ def test_info_json(run_cli):
 
 
 def test_not_installed(monkeypatch):
-    from lsegrt.cli.info import NOT_INSTALLED, package_version
+    from lsegrt.environment import NOT_INSTALLED, package_version
 
     assert package_version(("surely_not_a_module_xyz",), {}) == NOT_INSTALLED

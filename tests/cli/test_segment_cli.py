@@ -46,23 +46,25 @@ def test_default_labels_and_zero_shot_note(tmp_path, run_cli):
 
 
 def test_multiscale(tmp_path, run_cli, monkeypatch):
-    """--multiscale runs the evaluator end to end. Its 480² windows cost ≈2 s each for vit_tiny on two
-    CPU cores (≈45 s for this image at the real geometry), so the geometry is scaled down 5× here:
-    the same code path (scales, padding, sliding windows, flips, sums) on 96² windows."""
-    from lsegrt import segmentation
-    from lsegrt.api import LSegModel
+    """--multiscale runs the evaluator end to end, reporting its windows as it goes. Its 480² windows cost
+    ≈2 s each for vit_tiny on two CPU cores (≈45 s for this image at the real geometry), so the geometry
+    is scaled down 5× here: the same code path (scales, padding, sliding windows, flips, sums) on 96²
+    windows. Progress lines go to stderr every interval (0 here) also when it is not a terminal."""
+    from lsegrt import progress, segmentation
+    from lsegrt.backends.torch_eager import TorchEncoder
 
     monkeypatch.setattr(segmentation, "BASE_SIZE", 104)
     monkeypatch.setattr(segmentation, "CROP", 96)
     monkeypatch.setattr(segmentation, "STRIDE", 64)
+    monkeypatch.setattr(progress, "DEFAULT_INTERVAL", 0.0)
     calls = []
-    encode_image = LSegModel.encode_image
+    real_call = TorchEncoder.__call__
 
     def counting(self, x):
         calls.append(tuple(x.shape[-2:]))
-        return encode_image(self, x)
+        return real_call(self, x)
 
-    monkeypatch.setattr(LSegModel, "encode_image", counting)
+    monkeypatch.setattr(TorchEncoder, "__call__", counting)
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / "small.png")
     out_dir = tmp_path / "out"
@@ -70,9 +72,13 @@ def test_multiscale(tmp_path, run_cli, monkeypatch):
                              "--labels", "a, b, c", "--out", out_dir)
     assert code == 0, err
     assert "multiscale" in out
-    assert set(calls) == {(96, 96)} and len(calls) > 12  # 6 scales, windows at the larger ones, flips
+    windows = segmentation.multiscale_windows(48, 64)
+    assert set(calls) == {(96, 96)} and len(calls) == 2 * windows > 12  # 6 scales, windows, flips
     ids = np.asarray(Image.open(out_dir / "small_labels.png"))
     assert ids.shape == (48, 64) and ids.max() < 3
+    lines = err.splitlines()
+    assert len(lines) == windows + 1 and all(line.startswith("multiscale windows: ") for line in lines)
+    assert lines[-2].startswith(f"multiscale windows: {windows}/{windows} windows") and lines[-1].endswith("done")
 
 
 def test_success_keeps_stderr_empty(tmp_path):

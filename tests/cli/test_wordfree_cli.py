@@ -61,8 +61,12 @@ def test_output_file_and_top(tmp_path, capsys, chelsea):
 
 
 def test_backend_option(tmp_path, capsys):
-    rc = run(["wordfree", *TINY, "--out", str(tmp_path), "--backend", "torch", "--precision", "bf16"])
+    """The run reports the encoder that actually ran (its describe()), not the command-line text."""
+    rc = run(["wordfree", *TINY, "--out", str(tmp_path), "--backend", "torch", "--precision", "bf16",
+              "--json", str(tmp_path / "w.json")])
     assert rc == 0 and (tmp_path / "chelsea_wordfree.png").is_file()
+    encoder = json.loads((tmp_path / "w.json").read_text())["encoder"]
+    assert encoder["backend"] == "torch" and encoder["precision"] == "bf16" and encoder["variant"] == "vit_tiny"
 
 
 def _error(capsys) -> str:

@@ -68,7 +68,7 @@ def test_safetensors_with_mixed_dtypes(tmp_path):
 
 def _fake_lightning_module(monkeypatch):
     """A class named pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint, as old Lightning
-    pickled it into `callbacks` (LSEG_SPEC.md §9)."""
+    pickled it into `callbacks` (docs/ARCHITECTURE.md §9)."""
     names = ["pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"]
     for name in names:
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))

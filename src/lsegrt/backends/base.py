@@ -5,7 +5,7 @@ An :class:`Encoder` maps a normalized image batch to per-pixel unit embeddings:
     (B,3,H,W) float32, normalized, on ``encoder.device``  →  (B,512,H/2,W/2) float32, on the same device
 
 Precision (fp32/fp16/bf16) is what the backend computes in; I/O stays float32 everywhere, with
-LayerNorm and the final L2 norm in fp32 (LSEG_SPEC.md §8), so every backend is a drop-in replacement
+LayerNorm and the final L2 norm in fp32 (docs/ARCHITECTURE.md §8), so every backend is a drop-in replacement
 for every other and `compare` can diff them directly.
 """
 
@@ -34,12 +34,7 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def canonical_device(device: torch.device | str) -> torch.device:
-    """'cuda' → 'cuda:<current>', so device equality checks compare like with like."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
+from ..devices import canonical_device  # noqa: E402,F401  (lives with the device checks; backends use it from here)
 
 
 def check_precision(precision: str) -> str:

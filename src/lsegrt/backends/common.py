@@ -116,6 +116,7 @@ def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
     is rebuilt, never used. Builders of one entry take turns (:func:`lsegrt.sidecar.engine_lock`), so
     concurrent processes build it once.
     """
+    from ..progress import note
     from ..sidecar import cache_dir, check_sidecar, engine_lock, engine_name
 
     folder = cache_dir() / "engines"
@@ -125,9 +126,11 @@ def cached_engine(request: dict[str, Any], suffix: str, build) -> "Path":
         if path.exists():
             try:
                 check_sidecar(path, request)
+                note(f"using the cached engine {path}")
                 return path
             except LsegError:
                 pass  # other recorded inputs, other bytes or a broken sidecar: rebuild
+        note(f"building {path.name} into the cache {folder} (once for these inputs; this can take minutes)")
         build(path)
         check_sidecar(path, request)
     return path

@@ -11,7 +11,7 @@ One code path serves two TensorRT flavours, imported lazily (Polygraphy style):
   kernels for the actual GPU when a shape is first run. Its runtime does not support Hopper (H100/H200).
 
 Precision lives in the ONNX graph: lsegrt exports fp16/bf16 graphs with LayerNorm and the final L2 norm
-kept in fp32 and float32 I/O (LSEG_SPEC.md §8), so engines are built STRONGLY_TYPED from an ONNX of the
+kept in fp32 and float32 I/O (docs/ARCHITECTURE.md §8), so engines are built STRONGLY_TYPED from an ONNX of the
 requested precision. ``weak_typing=True`` (TensorRT 10.x only) instead takes an fp32 ONNX and sets the
 FP16/BF16 builder flags. Tactic sources stay at TensorRT's defaults (§10); DLA/GPU_FALLBACK: not offered.
 
@@ -105,7 +105,7 @@ def _fmt(shape) -> str:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What an engine is built for. Shapes are (B,H,W) with H, W multiples of 32 (LSEG_SPEC.md §7).
+    """What an engine is built for. Shapes are (B,H,W) with H, W multiples of 32 (docs/ARCHITECTURE.md §7).
 
     precision: fp32/fp16/bf16, as computed by the ONNX graph (strong typing), or set by builder flags on
         an fp32 ONNX when ``weak_typing`` (full tensorrt 10.x only; TensorRT-RTX and 11.x refuse it).
@@ -317,7 +317,7 @@ def _check_precision(trt, network, onnx: Path, options: BuildOptions) -> list[st
 
 def _pin_fp32(trt, network, config) -> None:
     # Weak typing lets TensorRT choose fp16 anywhere; LayerNorm statistics and the L2 norm's sum of
-    # squares overflow fp16 (LSEG_SPEC.md §8), so normalization and reduce layers stay fp32.
+    # squares overflow fp16 (docs/ARCHITECTURE.md §8), so normalization and reduce layers stay fp32.
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if layer.type in (trt.LayerType.NORMALIZATION, trt.LayerType.REDUCE):

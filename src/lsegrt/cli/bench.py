@@ -1,7 +1,8 @@
 """`lsegrt bench`: latency and throughput of image encoders over models × backends × precisions × sizes × batches.
 
 Each configuration is warmed up, then timed with CUDA events on the current stream (GPU) or perf_counter
-around the synchronous call (CPU) until --min-seconds have passed or --max-iters calls are done. Host→device
+around the synchronous call (CPU): at least --min-iters calls (default 5; never a percentile of one
+call), then until --min-seconds have passed or --max-iters calls are done. The "n" column is the count. Host→device
 and device→host copies (pinned memory) are timed separately and never added to the latency. Peak memory is
 PyTorch's allocator only: it does not see what TensorRT or ONNX Runtime allocate themselves.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_option_arg, backend_options, resolve_device, say
+from .common import add_cuda_graph_arg, add_device_arg, add_option_arg, backend_options, resolve_device, say
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -46,11 +47,11 @@ def add_parser(subparsers) -> None:
     g.add_argument("--size", action="append", type=_size, metavar="S|HxW",
                    help=f"square side S or exact HxW, multiples of 32 (default: {' '.join(map(str, DEFAULT_SIZES))})")
     g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    add_device_arg(g)
     g.add_argument("--engine", metavar="FILE",
                    help="prebuilt engine for the engine backends (aoti, onnxruntime, tensorrt; compile: a "
                         "saved build from `lsegrt build --backend compile`)")
-    g.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
+    add_cuda_graph_arg(g)
     add_option_arg(g)
     m = p.add_argument_group("measurement")
     m.add_argument("--warmup-iters", type=int, default=t.warmup_iters, metavar="N",
@@ -59,6 +60,8 @@ def add_parser(subparsers) -> None:
                    help=f"... and at least this long (default: {t.warmup_seconds})")
     m.add_argument("--min-seconds", type=float, default=t.min_seconds, metavar="S",
                    help=f"stop timing after S seconds ... (default: {t.min_seconds}; 'inf' for exactly --iters)")
+    m.add_argument("--min-iters", type=int, default=t.min_iters, metavar="N",
+                   help=f"timed calls at least, whatever --min-seconds says (default: {t.min_iters}; at least 2)")
     m.add_argument("--max-iters", "--iters", dest="max_iters", type=int, default=t.max_iters, metavar="N",
                    help=f"... or after N calls, whichever comes first (default: {t.max_iters})")
     p.add_argument("--out", default="lsegrt-bench", metavar="DIR",
@@ -75,22 +78,6 @@ def _models(args: argparse.Namespace) -> list[str]:
     return models
 
 
-def console():
-    """A rich console; when not writing to a terminal (logs, CI), wide enough that tables do not truncate."""
-    from rich.console import Console
-
-    con = Console()
-    return con if con.is_terminal else Console(width=max(con.width, 220))
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
 def environment_line(env: dict[str, Any]) -> str:
     pk = env.get("packages", {})
     backends = ", ".join(f"{k} {v}" for k, v in pk.items() if k in ("onnxruntime", "tensorrt", "tensorrt_rtx")
@@ -101,16 +88,18 @@ def environment_line(env: dict[str, Any]) -> str:
             f"CPU {env.get('cpu')} ({env.get('torch_threads')} torch threads)")
 
 
-def results_table(records: list[dict[str, Any]], title: str):
+def results_table(records: list, title: str):
+    """Rich table of :class:`lsegrt.bench.BenchRecord` rows (failed ones with their error)."""
     from rich.table import Table
 
     from ..bench import latency_column
+    from ..report import cell as _fmt
 
     gpu = latency_column(records) == "gpu_ms_p50"
     prefix = "gpu_ms" if gpu else "host_ms"
-    several = len({r["model"] for r in records}) > 1
+    several = len({r.model for r in records}) > 1
     table = Table(title=title, header_style="bold")
-    cols = (["model"] if several else []) + ["backend", "prec", "size", "batch",
+    cols = (["model"] if several else []) + ["backend", "prec", "size", "batch", "n",
             f"{'GPU' if gpu else 'host'} p50 ms", "mean ± std", "p90", "p99", "img/s"]
     if gpu:
         cols += ["H2D ms", "D2H ms", "peak MiB", "TFLOP/s", "% fp16 peak"]
@@ -120,70 +109,74 @@ def results_table(records: list[dict[str, Any]], title: str):
         table.add_column(c, justify="left" if c in ("model", "backend", "prec") else "right", no_wrap=True)
     table.add_column("notes", overflow="fold")
     for r in records:
-        size = r["size"]
-        row = ([r["model"]] if several else []) + [r["backend"], r["precision"], str(size), str(r["batch"])]
-        if r["status"] != "ok":
+        row = ([r.model] if several else []) + [r.backend, r.precision, str(r.size), str(r.batch)]
+        if not r.ok:
             row += [""] * (len(cols) - len(row))
-            table.add_row(*row, f"[red]{r['error']}[/red]")
+            table.add_row(*row, f"[red]{r.error}[/red]")
             continue
-        row += [_fmt(r[f"{prefix}_p50"]), f"{_fmt(r[f'{prefix}_mean'])} ± {_fmt(r[f'{prefix}_std'])}",
-                _fmt(r[f"{prefix}_p90"]), _fmt(r[f"{prefix}_p99"]), _fmt(r["images_per_s"], 1)]
+        st = getattr(r, prefix) or r.host_ms
+        row += [str(r.iters), _fmt(st.p50), f"{_fmt(st.mean)} ± {_fmt(st.std)}", _fmt(st.p90), _fmt(st.p99),
+                _fmt(r.images_per_s, 1)]
         if gpu:
-            row += [_fmt(r["h2d_ms"]), _fmt(r["d2h_ms"]), _fmt(r["gpu_peak_mem_mb"], 0),
-                    _fmt(r["tflops_per_s"], 1), _fmt(r["pct_fp16_peak"], 1)]
+            row += [_fmt(r.h2d_ms), _fmt(r.d2h_ms), _fmt(r.gpu_peak_mem_mb, 0),
+                    _fmt(r.tflops_per_s, 1), _fmt(r.pct_fp16_peak, 1)]
         else:
-            row += [_fmt(r["tflops_per_s"], 3)]
-        table.add_row(*row, r["notes"] or "")
+            row += [_fmt(r.tflops_per_s, 3)]
+        table.add_row(*row, r.notes or "")
     return table
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .. import bench
+    from ..environment import measurement_environment
+    from ..errors import LsegError
+    from ..fileio import refuse_overwriting_inputs
+    from ..progress import Progress
+    from ..report import console
     from .common import check_out_dir
 
     out_dir = check_out_dir(args.out)
+    refuse_overwriting_inputs([out_dir / name for name in bench.OUTPUT_NAMES],
+                              [*(args.checkpoint or []), args.engine])
     device = resolve_device(args.device)
     if args.max_iters < 1:
-        from ..errors import LsegError
-
         raise LsegError(f"--max-iters {args.max_iters}: must be at least 1")
+    timing = bench.Timing(warmup_iters=args.warmup_iters, warmup_seconds=args.warmup_seconds,
+                          min_seconds=args.min_seconds, min_iters=args.min_iters, max_iters=args.max_iters)
     models = _models(args)
     bench.check_model_specs(models)
     backends = list(dict.fromkeys(args.backend or ["torch"]))
     precisions = list(dict.fromkeys(args.precision or ["fp32"]))
     sizes = list(dict.fromkeys(args.size or bench.square_sizes(bench.DEFAULT_SIZES)))
     batches = list(dict.fromkeys(args.batch or [1]))
-    timing = bench.Timing(warmup_iters=args.warmup_iters, warmup_seconds=args.warmup_seconds,
-                          min_seconds=args.min_seconds, max_iters=args.max_iters)
+    for b in batches:
+        if b < 1:
+            raise LsegError(f"--batch {b}: must be at least 1")
     options = backend_options(args)
 
     con = console()
-    env = bench.environment(device)
+    env = measurement_environment(device)
     con.print(environment_line(env))
     total = bench.count_configs(models, backends, precisions, sizes, batches)
-    records: list[dict[str, Any]] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=con, transient=True) as progress:
-        task = progress.add_task("benchmarking", total=total)
-        for rec in bench.sweep(models, backends, precisions, sizes, batches, device, engine=args.engine,
-                               options=options, timing=timing, peak=env.get("peak_tflops")):
-            records.append(rec)
-            bench.write_outputs(bench.report(records, env, {"partial": True}), out_dir, plot=False)
-            progress.update(task, advance=1, description=f"{rec['backend']} {rec['precision']} "
-                                                         f"{rec['height']}x{rec['width']} b{rec['batch']}")
     settings = {"models": [str(m) for m in models], "backends": backends, "precisions": precisions,
                 "sizes": [list(s) for s in sizes], "batches": batches, "device": device, "engine": args.engine,
                 "options": options, "timing": asdict(timing)}
-    payload = bench.report(records, env, settings)
-    paths = bench.write_outputs(payload, out_dir)
+    records = []
+    with Progress("benchmarking", total=total, unit="configurations") as progress:
+        for rec in bench.sweep(models, backends, precisions, sizes, batches, device, engine=args.engine,
+                               options=options, timing=timing, peak=env.get("peak_tflops")):
+            records.append(rec)
+            # an interrupted sweep keeps what it measured
+            bench.write_outputs(records, env, {**settings, "partial": True}, out_dir, plot=False)
+            progress.advance(description=f"benchmarking ({rec.backend} {rec.precision} {rec.height}x{rec.width} "
+                                         f"b{rec.batch} done)")
+    paths = bench.write_outputs(records, env, settings, out_dir)
     con.print(results_table(records, f"lsegrt bench · {device}"))
     written = ", ".join(str(p) for p in paths.values() if p)
     con.print(f"wrote {written}", soft_wrap=True)
-    failed = sum(r["status"] != "ok" for r in records)
+    failed = sum(not r.ok for r in records)
     if failed == len(records):
         con.print(f"[red]all {failed} configurations failed[/red]")
         return 1

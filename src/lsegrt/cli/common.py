@@ -10,20 +10,26 @@ Argument groups (each adds to ``parser`` and returns nothing):
                                       ``args.backend``, ``args.engine``, ``args.precision``, ``args.cuda_graph``,
                                       ``args.option``
     add_option_arg(group)             --option KEY=VALUE (repeatable) → ``args.option``
+    add_device_arg(group)             --device D → ``args.device`` ("auto")
+    add_cuda_graph_arg(group)         --cuda-graph → ``args.cuda_graph``
     add_size_arg(parser, default)     --size S|HxW → ``args.size``: int long side or (H, W), via
                                       :func:`lsegrt.sizes.parse_size` (a bad size is an argparse error)
 
 Helpers:
     size_type(text)                   argparse ``type=`` wrapper of ``parse_size``
-    resolve_device(text) -> str       "auto" → "cuda" if a GPU is visible else "cpu"
-    load_model(args) -> LSegModel     --checkpoint (variant checked against --variant) or the random
-                                      default of --variant, announced in one line
+    resolve_device(text) -> str       "auto" → "cuda" if a GPU is visible else "cpu"; anything but the CPU
+                                      or a present CUDA GPU is a one-line error
+    load_model(args) -> LSegModel     --checkpoint (a file or random:VARIANT[:seedK]; variant checked
+                                      against --variant) or the random default of --variant, announced
     backend_options(args) -> dict     --cuda-graph/--option as Encoder.open keyword arguments
-    open_encoder(args, model)         None for plain eager fp32 torch (use the model itself), else
-                                      ``lsegrt.Encoder.open(...)`` (close it when done)
+    open_encoder(args, model)         ``lsegrt.Encoder.open(...)`` for --backend/--precision/...: eager
+                                      torch fp32 by default, always an Encoder (close it when done)
     load_images(args)                 ``[(name, (H,W,3) uint8)]`` from ``args.images``
-    image_stems(names) -> list[str]   file-name stems for outputs, unique ("x", "x-2", ...)
-    check_out_dir(path) -> Path       an existing folder, or one whose parent exists (created later)
+    input_files(args, images)         the input files of a run (images, checkpoint, engine), which no
+                                      output may replace (:func:`lsegrt.fileio.refuse_overwriting_inputs`)
+    image_stems(names) -> list[str]   file-name stems for outputs, unique even across folders and case
+                                      ("x", "x-2", ...)
+    check_out_dir(path) -> Path       an existing writable folder, or one whose parent exists (created later)
     synchronize(device)               wait for the device (for timing)
     say(*parts)                       informational line on stdout (errors go to stderr via main)
 """
@@ -36,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda if available)"
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (default: auto = cuda if available)"  # = lsegrt.devices.DEVICE_HELP
 
 
 def say(*parts: Any) -> None:
@@ -60,12 +66,23 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("model")
     group.add_argument("--checkpoint", metavar="CKPT",
-                       help="official .ckpt, plain .pt state_dict or converted .safetensors "
+                       help="official .ckpt, plain .pt state_dict, converted .safetensors, or random:VARIANT[:seedK] "
                             "(default: random weights of --variant, for trying things out)")
     group.add_argument("--variant", choices=list(VARIANTS), default=None,
                        help="architecture of the random default when no --checkpoint is given "
                             "(default: vit_l16); with --checkpoint it must match the file")
+    add_device_arg(group)
+
+
+def add_device_arg(group) -> None:
+    """--device D → ``args.device`` ("auto" unless given)."""
     group.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_cuda_graph_arg(group) -> None:
+    """--cuda-graph → ``args.cuda_graph``."""
+    group.add_argument("--cuda-graph", action="store_true",
+                       help="replay the encoder as a CUDA graph (backends that support it)")
 
 
 def add_backend_args(parser: argparse.ArgumentParser, default_backend: str = "torch") -> None:
@@ -79,8 +96,7 @@ def add_backend_args(parser: argparse.ArgumentParser, default_backend: str = "to
                        help="a built engine/export with its JSON sidecar (default: build into the cache)")
     group.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                        help="compute precision; I/O stays float32 (default: fp32)")
-    group.add_argument("--cuda-graph", action="store_true",
-                       help="replay the encoder as a CUDA graph (backends that support it)")
+    add_cuda_graph_arg(group)
     add_option_arg(group)
 
 
@@ -138,29 +154,24 @@ def add_size_arg(parser: argparse.ArgumentParser, default: Any = 480, required: 
 
 # -- helpers -----------------------------------------------------------------------------------------
 def resolve_device(text: str | None) -> str:
-    """'auto'/None → 'cuda' if a GPU is visible else 'cpu'; anything else checked by torch.device."""
-    import torch
+    """'auto'/None → 'cuda' if a GPU is visible else 'cpu'; the CPU or a present CUDA GPU, else a one-line
+    error (see :func:`lsegrt.devices.check_device`)."""
+    from ..devices import check_device
 
-    if text in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch.device(text)
-    except RuntimeError:
-        from ..errors import LsegError
-
-        raise LsegError(f"unknown device {text!r}; use {DEVICE_HELP}") from None
-    return text
+    return str(check_device(text))
 
 
 def load_model(args: argparse.Namespace):
-    """The model for ``args``: ``--checkpoint`` if given (refusing a contradicting ``--variant``), else
-    the random default of ``--variant``, announced in one line."""
-    from ..api import DEFAULT_VARIANT, load_or_random
+    """The model for ``args``: ``--checkpoint`` (a file or ``random:VARIANT[:seedK]``) if given, refusing
+    a contradicting ``--variant``, else the random default of ``--variant``, announced in one line."""
+    from ..api import DEFAULT_VARIANT, check_model_spec, load_or_random
     from ..errors import LsegError
 
     device = resolve_device(getattr(args, "device", None))
     variant = getattr(args, "variant", None)
     checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint:
+        check_model_spec(checkpoint)
     model = load_or_random(checkpoint, variant or DEFAULT_VARIANT, device, say=say)
     if checkpoint and variant and model.variant != variant:
         raise LsegError(f"{Path(checkpoint).name} is a {model.variant} checkpoint, not --variant {variant}; "
@@ -169,18 +180,12 @@ def load_model(args: argparse.Namespace):
 
 
 def open_encoder(args: argparse.Namespace, model) -> Any:
-    """None for plain eager fp32 torch (callers then use ``model.encode_image``), else an open
-    :class:`lsegrt.Encoder` serving ``model`` on its device."""
-    backend = getattr(args, "backend", "torch")
-    precision = getattr(args, "precision", "fp32")
-    engine = getattr(args, "engine", None)
-    options = backend_options(args)
-    if backend == "torch" and precision == "fp32" and not engine and not options:
-        return None
+    """An open :class:`lsegrt.Encoder` for ``--backend``/``--precision``/``--engine``/options serving
+    ``model`` on its device: eager PyTorch fp32 unless asked otherwise. Close it when done."""
     from ..backends.base import Encoder
 
-    return Encoder.open(backend, checkpoint=model, engine=engine, device=model.device,
-                        precision=precision, **options)
+    return Encoder.open(getattr(args, "backend", "torch"), checkpoint=model, engine=getattr(args, "engine", None),
+                        device=model.device, precision=getattr(args, "precision", "fp32"), **backend_options(args))
 
 
 def load_images(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -190,30 +195,41 @@ def load_images(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return resolve_images(list(getattr(args, "images", None) or []))
 
 
+def input_files(args: argparse.Namespace, images: list[tuple[str, Any]] = ()) -> list[str]:
+    """The files a run reads: image files (not ``sample:``), ``--checkpoint`` and ``--engine``."""
+    from ..images import SAMPLE_PREFIX
+
+    files = [name for name, _ in images if not name.startswith(SAMPLE_PREFIX)]
+    for attr in ("checkpoint", "engine", "onnx"):
+        value = getattr(args, attr, None)
+        files += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+    return files
+
+
 def image_stems(names: list[str]) -> list[str]:
-    """'sample:chelsea' → 'chelsea', 'a/b/x.jpg' → 'x'; repeats become 'x-2', 'x-3', ..."""
+    """'sample:chelsea' → 'chelsea', 'a/b/x.jpg' → 'x'; a repeat becomes 'x-2', 'x-3', ... so that no two
+    outputs share a name, even when an input is itself called 'x-2', and also on case-insensitive file
+    systems ('X.jpg' and 'x.png' get 'X' and 'x-2')."""
     out: list[str] = []
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     for name in names:
         stem = name.split(":", 1)[1] if name.startswith("sample:") else Path(name).stem
         stem = stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        candidate, k = stem, 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{stem}-{k}"
+        taken.add(candidate.casefold())
+        out.append(candidate)
     return out
 
 
 def check_out_dir(path: str | os.PathLike) -> Path:
-    """An output folder: existing, or new with an existing parent (created when the first file is
-    written). Anything else is a one-line error before any work is done."""
-    from ..errors import LsegError
+    """An output folder: existing and writable, or new with an existing writable parent (created when the
+    first file is written). Anything else is a one-line error before any work is done."""
+    from ..fileio import check_output_dir
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LsegError(f"output {path} exists and is not a folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not path.exists() and not parent.is_dir():
-        raise LsegError(f"output folder does not exist: {parent} (create it first)")
-    return path
+    return check_output_dir(path)
 
 
 def synchronize(device: Any) -> None:

@@ -20,7 +20,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import add_option_arg, backend_options, check_out_dir, resolve_device, say, size_type
+from .common import (
+    add_cuda_graph_arg, add_device_arg, add_option_arg, backend_options, check_out_dir, resolve_device, say, size_type,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -47,8 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-cosine", type=float, metavar="X", help="override the mean-cosine threshold")
     p.add_argument("--min-p01", type=float, metavar="X", help="override the 0.1th-percentile cosine threshold")
     p.add_argument("--min-agreement", type=float, metavar="PCT", help="override the label-agreement threshold (%%)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
-    p.add_argument("--cuda-graph", action="store_true", help="ask backends that support it to replay a CUDA graph")
+    add_device_arg(p)
+    add_cuda_graph_arg(p)
     add_option_arg(p)
     p.add_argument("--out", default="lsegrt-compare", metavar="DIR",
                    help="folder for compare.json and pictures (default: ./lsegrt-compare)")
@@ -64,12 +66,11 @@ def _images(args):
 
 
 def _model(spec: str | None, variant: str | None, device: str):
-    from ..api import DEFAULT_VARIANT, load_or_random
-    from ..bench import model_from_spec
+    from ..api import DEFAULT_VARIANT, check_model_spec, load_or_random
 
     if spec:
-        return model_from_spec(spec, device)
-    return load_or_random(None, variant or DEFAULT_VARIANT, device, say=say)
+        check_model_spec(spec)
+    return load_or_random(spec, variant or DEFAULT_VARIANT, device, say=say)
 
 
 def _f(v: Any, fmt: str) -> str:
@@ -113,44 +114,68 @@ def checkpoints_table(report: dict[str, Any]):
     return table
 
 
+def _check_thresholds(args: argparse.Namespace) -> None:
+    import math
+
+    from ..errors import LsegError
+
+    for flag, value, top in (("--min-cosine", args.min_cosine, 1.0), ("--min-p01", args.min_p01, 1.0),
+                             ("--min-agreement", args.min_agreement, 100.0)):
+        if value is not None and not (math.isfinite(value) and -top <= value <= top):
+            raise LsegError(f"{flag} {value}: must be a number between {-top:g} and {top:g}")
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import compare
-    from ..bench import environment
+    from ..environment import measurement_environment
     from ..errors import LsegError
-    from .bench import console
+    from ..fileio import refuse_overwriting_inputs
+    from ..progress import Progress
+    from ..report import console
 
+    _check_thresholds(args)
     out = check_out_dir(args.out)
     device = resolve_device(args.device)
     con = console()
     images = _images(args)
     sizes = list(dict.fromkeys(args.size or compare.DEFAULT_SIZES))
+    candidates = [compare.parse_side(c) for c in args.candidate or []]
+    reference = compare.parse_side(args.reference)
+    inputs = [name for name, _ in images if not name.startswith("sample:")]
+    inputs += [*(args.checkpoints or []), args.checkpoint, reference.engine, *(c.engine for c in candidates)]
+    refuse_overwriting_inputs([Path(out) / "compare.json"], inputs)
+    steps = len(images) * len(sizes)
     if args.checkpoints:
         if args.candidate or args.checkpoint:
             raise LsegError("--checkpoints compares checkpoints with each other; drop --candidate/--checkpoint")
         if len(args.checkpoints) < 2:
             raise LsegError("--checkpoints needs at least two checkpoints")
+        for spec in args.checkpoints:
+            from ..api import check_model_spec
+
+            check_model_spec(spec)
         models = []
         for spec in args.checkpoints:  # one at a time: a variant mismatch fails before loading the rest
             models.append(_model(spec, None, device))
             compare.check_same_variant(models)
-        with con.status("comparing checkpoints") as status:
+        with Progress("comparing checkpoints", total=steps, unit="image sizes") as bar:
             report = compare.compare_checkpoints(models, images, sizes, args.labels, out, args.all_pictures,
-                                                 on_step=lambda s: status.update(f"comparing checkpoints: {s}"))
+                                                 on_step=lambda s: bar.advance(description=f"comparing checkpoints: {s}"),
+                                                 inputs=inputs)
         con.print(checkpoints_table(report))
     else:
-        if not args.candidate:
+        if not candidates:
             raise LsegError("nothing to compare: pass --candidate BACKEND[:PREC] (e.g. onnxruntime:fp32) "
                             "or --checkpoints A B")
-        candidates = [compare.parse_side(c) for c in args.candidate]
-        reference = compare.parse_side(args.reference)
         model = _model(args.checkpoint, args.variant, device)
         overrides = {"min_cosine": args.min_cosine, "min_p01": args.min_p01, "min_agreement": args.min_agreement}
         options = backend_options(args)
-        with con.status("comparing") as status:
+        with Progress("comparing", total=steps, unit="image sizes") as bar:
             report = compare.compare(model, candidates, images, sizes, args.labels, reference, overrides, out,
-                                     args.all_pictures, options, on_step=lambda s: status.update(f"comparing: {s}"))
+                                     args.all_pictures, options, on_step=lambda s: bar.advance(description=f"comparing: {s}"),
+                                     inputs=inputs)
         con.print(backends_table(report))
-    path = compare.write_report(report, Path(out) / "compare.json", environment(device))
+    path = compare.write_report(report, Path(out) / "compare.json", measurement_environment(device))
     if report["mode"] == "checkpoints":
         pictures = report["pictures"]
     else:

@@ -27,7 +27,9 @@ def _mb(n: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert_checkpoint
+    from ..fileio import refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([args.out], [args.checkpoint])
     info = convert_checkpoint(args.checkpoint, args.out)
     dtypes = ", ".join(f"{n} {d}" for d, n in sorted(info["dtypes"].items()))
     families = ", ".join(f"{k} {n}" for k, n in info["dropped_families"].items()) or "none"

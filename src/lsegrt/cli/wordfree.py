@@ -2,20 +2,19 @@
 
 Every pixel gets its nearest word among ~32k whole words of CLIP's BPE vocabulary; words covering at
 least --min-coverage of the pixels (at most --top) are kept, every pixel is relabelled with its nearest
-kept word, and ``<name>_wordfree.png`` (overlay with a legend) is written per image. The vocabulary's
-text embeddings are computed once per checkpoint and cached (under LSEGRT_CACHE).
+kept word, and ``<name>_wordfree.png`` (overlay with a legend) is written per image (images sharing a
+name get ``x-2``, ...; no output replaces an input). The vocabulary's text embeddings are computed once
+per checkpoint, with progress (minutes on a CPU), and cached (under LSEGRT_CACHE).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from .common import (
     Timer, add_backend_args, add_image_args, add_model_args, add_size_arg, check_out_dir, image_stems,
-    load_images, load_model, open_encoder, say,
+    input_files, load_images, load_model, open_encoder, say,
 )
 
 
@@ -45,7 +44,7 @@ def _overlay_paths(args: argparse.Namespace, names: list[str]) -> list[Path]:
     if args.output:
         if len(names) != 1:
             raise LsegError(f"--output names one file but {len(names)} images were given; use --out DIR")
-        return [check_output_path(args.output)]
+        return [check_output_path(args.output, suffixes=(".png",), what="--output")]
     out = check_out_dir(args.out or ".")
     return [out / f"{stem}_wordfree.png" for stem in image_stems(names)]
 
@@ -69,35 +68,40 @@ def _table(name: str, result, min_coverage: float):
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from rich.console import Console
 
     from ..errors import LsegError
-    from ..fileio import check_output_path, write_text
+    from ..fileio import check_output_path, refuse_overwriting_inputs
+    from ..report import write_json
     from ..viz import save_overlay
     from ..vocab import vocab_embeddings, whole_words
     from ..wordfree import wordfree
 
-    if not 0.0 <= args.min_coverage <= 1.0:
+    if not (math.isfinite(args.min_coverage) and 0.0 <= args.min_coverage <= 1.0):
         raise LsegError(f"--min-coverage {args.min_coverage}: must be a fraction between 0 and 1, e.g. 0.01")
     if args.top < 1:
         raise LsegError(f"--top {args.top}: must be at least 1")
     # Images and every output place are checked before the model loads, so a typo costs nothing.
     if args.json:
-        check_output_path(args.json)
+        check_output_path(args.json, suffixes=(".json",), what="--json")
     images = load_images(args)
     paths = _overlay_paths(args, [name for name, _ in images])
+    outputs = paths + ([Path(args.json)] if args.json else [])
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise LsegError(f"--json {args.json} is also the overlay file; choose another name")
+    refuse_overwriting_inputs(outputs, input_files(args, images))
 
     model = load_model(args)
     words = whole_words()
     with Timer(model.device) as t:
-        # Fills the cache once for all images; the bar only on a terminal.
-        vocab_embeddings(model, words, progress=sys.stderr.isatty())
+        vocab_embeddings(model, words)  # fills the cache once for all images, with progress on stderr
     say(f"vocabulary: {len(words):,} words embedded in {t.ms / 1000:.2f} s (cached per checkpoint)")
 
     console = Console(soft_wrap=True)
-    encoder = open_encoder(args, model)
     report = []
-    try:
+    with open_encoder(args, model) as encoder:
         for (name, image), path in zip(images, paths):
             with Timer(model.device) as t:
                 result = wordfree(model, image, args.size, words=words, min_coverage=args.min_coverage,
@@ -107,11 +111,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(_table(name, result, args.min_coverage))
             say(f"{name}: {image.shape[0]}x{image.shape[1]}, {t.ms / 1000:.2f} s; wrote {path}")
             report.append({"image": name, "overlay": str(path), **result.to_dict()})
-        backend = encoder.describe() if encoder is not None else {
-            "backend": "torch", "device": str(model.device), "precision": "fp32"}
-    finally:
-        if encoder is not None:
-            encoder.close()
+        backend = encoder.describe()
 
     if args.json:
         payload = {
@@ -122,6 +122,6 @@ def run(args: argparse.Namespace) -> int:
             "top": args.top,
             "images": report,
         }
-        write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        write_json(args.json, payload)
         say(f"wrote {args.json}")
     return 0

@@ -1,4 +1,4 @@
-"""Reading, validating and converting LSeg checkpoints (LSEG_SPEC.md §3, §4, §9).
+"""Reading, validating and converting LSeg checkpoints (docs/ARCHITECTURE.md §3, §4, §9).
 
 A checkpoint is untrusted data: `torch.load(weights_only=True)` only, with at most a few inert
 stand-ins for Lightning callback classes. Loading is strict: every required key with its documented

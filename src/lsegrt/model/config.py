@@ -1,4 +1,4 @@
-"""Variant configurations (LSEG_SPEC.md §1), as data.
+"""Variant configurations (docs/ARCHITECTURE.md §1), as data.
 
 The official checkpoints carry no hyper-parameters, so each variant's shape is fixed here. The tiny
 variants run the exact same code with small widths; the tests use them so CI needs no GPU.

@@ -1,4 +1,4 @@
-"""DPT-style decoder of LSeg (LSEG_SPEC.md §2, 'Decoder (scratch)')."""
+"""DPT-style decoder of LSeg (docs/ARCHITECTURE.md §2, 'Decoder (scratch)')."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class LayerNormFp32(nn.LayerNorm):
-    """LayerNorm computed in fp32 whatever the activation dtype (LSEG_SPEC.md §8: a 1024-wide ViT's
+    """LayerNorm computed in fp32 whatever the activation dtype (docs/ARCHITECTURE.md §8: a 1024-wide ViT's
     statistics may overflow in fp16). Identical to nn.LayerNorm in fp32."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

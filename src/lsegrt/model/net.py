@@ -1,7 +1,7 @@
 """The LSeg network: image encoder (backbone + decoder + head) and the CLIP text tower.
 
 Module names follow the checkpoint keys exactly (`pretrained.*`, `scratch.*`, `clip_pretrained.*`,
-LSEG_SPEC.md §3/§4), so `load_state_dict(strict=True)` is the whole compatibility story.
+docs/ARCHITECTURE.md §3/§4), so `load_state_dict(strict=True)` is the whole compatibility story.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ResNet-101 image backbone of the zero-shot checkpoints (LSEG_SPEC.md §4).
+"""ResNet-101 image backbone of the zero-shot checkpoints (docs/ARCHITECTURE.md §4).
 
 torchvision's Bottleneck blocks, regrouped the way LSeg stores them: `layer1` = stem + torchvision
 layer1 (Sequential indices 0..4), `layer2..4` = torchvision's. Stage widths are parameters so the tiny

@@ -1,4 +1,4 @@
-"""CLIP ViT-B/32 text tower and tokenizer (LSEG_SPEC.md §5), from open_clip.
+"""CLIP ViT-B/32 text tower and tokenizer (docs/ARCHITECTURE.md §5), from open_clip.
 
 The tower is open_clip's :class:`TextTransformer`, whose attribute names match the checkpoint's
 `clip_pretrained.*` keys. :func:`encode_tokens` runs its submodules itself so the sequence can be cut

@@ -1,4 +1,4 @@
-"""ViT-L/16 image backbone with taps, `project` readout and reassemble (LSEG_SPEC.md §2).
+"""ViT-L/16 image backbone with taps, `project` readout and reassemble (docs/ARCHITECTURE.md §2).
 
 Blocks are timm's; the loop over them is ours so the four taps are plain return values (no hooks,
 no global state), and every grid size is read from the patch-embedding output so one exported graph
