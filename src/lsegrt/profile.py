@@ -64,6 +64,8 @@ _RULES: list[tuple[str, re.Pattern]] = [(cls, re.compile(p, re.I)) for cls, p in
                     r"where|aten::(add|sub|mul|div|cat|pow|sqrt|rsqrt|clamp|clamp_min|linalg_vector_norm|exp)"),
 )]
 
+MIN_TIMED = 5  # timed calls at least: the same floor as `lsegrt bench` (Timing.min_iters)
+
 
 def classify(name: str) -> str:
     """Kernel (or CPU operator) name → one of :data:`CLASSES`."""
@@ -274,8 +276,9 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
     check_candidate(cand)
     device = canonical_device(device)
     cuda = device.type == "cuda"
-    if iters < 1 or timed_iters < 1:
-        raise LsegError("profile needs at least one profiled and one timed call")
+    if iters < 1 or timed_iters < MIN_TIMED:
+        raise LsegError(f"profile needs at least one profiled call and {MIN_TIMED} timed calls "
+                        "(a percentile of fewer calls is not a statistic)")
     inputs = make_inputs(model, batch, height, width, device, 3)
     result: dict[str, Any] = {"candidate": cand.label, "backend": cand.backend, "precision": cand.precision,
                               "options": cand.options, "height": height, "width": width, "batch": batch,
@@ -294,7 +297,7 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
         _sync(device)
         result["first_call_s"] = round(time.perf_counter() - t0, 3)
         on_step(f"{cand.label}: timing the whole model")
-        timing = Timing(warmup_iters=3, warmup_seconds=0.0, min_seconds=60.0, max_iters=timed_iters,
+        timing = Timing(warmup_iters=3, warmup_seconds=0.0, min_seconds=60.0, min_iters=MIN_TIMED, max_iters=timed_iters,
                         copy_iters=1, rotation=3)
         measured = measure(enc, model, height, width, batch, timing)
         key = "gpu_ms" if cuda else "host_ms"

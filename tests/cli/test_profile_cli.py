@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-FAST = ["--variant", "vit_tiny", "--device", "cpu", "--iters", "1", "--timed-iters", "1", "--size", "64"]
+FAST = ["--variant", "vit_tiny", "--device", "cpu", "--iters", "1", "--timed-iters", "5", "--size", "64"]
 
 
 def test_profile_writes_tables_json_png_and_a_comparison(tmp_path, run_cli):
@@ -36,3 +36,10 @@ def test_profile_bad_input_is_one_line(tmp_path, run_cli):
         code, _, err = run_cli("profile", "--variant", "vit_tiny", "--device", "cpu", *argv, "--out", tmp_path / "x")
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "x").exists()
+
+
+def test_profile_refuses_percentiles_of_too_few_calls(tmp_path, run_cli):
+    args = [a if a != "5" else "2" for a in FAST]
+    code, _, err = run_cli("profile", *args, "--out", tmp_path / "p")
+    assert code == 2 and "--timed-iters 2: at least 5" in err and err.count("\n") == 1
+    assert not (tmp_path / "p").exists()

@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         _check_not_inputs([out], units)
     model = load_model(args)
     encoder = open_encoder(args, model)
-    encode = encoder if encoder is not None else model.encode_image
-    what = (encoder.describe()["backend"] if encoder else "torch") + f" {args.precision} {model.device}"
+    described = encoder.describe()
+    what = f"{described['backend']} {described['precision']} {model.device}"
     sink = None
     written = 0
     inputs: dict[str, list[int]] = {}
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             from ..pipeline.tensorfile import StreamingTensorFile
 
             sink = StreamingTensorFile(out)
-        for rec, feats, seconds in feature_stream(units, encode, model.device, model.mean, model.std, args.size,
+        for rec, feats, seconds in feature_stream(units, encoder, model.device, model.mean, model.std, args.size,
                                                   batch_size=args.batch_size, workers=args.workers):
             if feats is None:
                 raise LsegError(rec["skipped"])
@@ -145,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sink is not None:
             sink.discard()
-        if encoder is not None:
-            encoder.close()
+        encoder.close()
     say(f"wrote {out}" + (f" ({written} files)" if kind == "dir" else ""))
     return 0

@@ -138,13 +138,18 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import environment
     from ..errors import LsegError
     from ..fileio import write_text
-    from .bench import console, environment_line
+    from ..report import console
+    from .bench import environment_line
     from .common import resolve_device
 
     out = check_out_dir(args.out)
     device = resolve_device(args.device)
-    if args.batch < 1 or args.iters < 1 or args.timed_iters < 1 or args.groups < 1:
-        raise LsegError("--batch, --iters, --timed-iters and --groups must be at least 1")
+    from ..profile import MIN_TIMED
+
+    if args.batch < 1 or args.iters < 1 or args.groups < 1:
+        raise LsegError("--batch, --iters and --groups must be at least 1")
+    if args.timed_iters < MIN_TIMED:
+        raise LsegError(f"--timed-iters {args.timed_iters}: at least {MIN_TIMED} (a percentile of fewer calls is not a statistic)")
     h, w = args.size or ((384, 384) if device.startswith("cuda") else (64, 64))
     defaults = backend_options(args)
     specs = args.candidate or (["compile:fp16"] if device.startswith("cuda") else ["torch:fp32"])
