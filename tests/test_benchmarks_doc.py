@@ -44,3 +44,36 @@ def test_headline_numbers_are_in_the_records():
                  p50("bench_torch_vit_l16.json", 384, precision="fp32"),
                  p50("bench_torch480x640_vit_l16.json", "480x640", precision="fp32")):
         assert f"| {cell} |" in DOC or f"**{cell}**" in DOC, cell
+
+
+def _h200(name):
+    return json.loads((MEASURED / f"{name}_2026-11-30.json").read_text())
+
+
+def test_extraction_bounds_and_verdicts_are_computed_from_the_run():
+    """Bound = min(ceiling, disk ÷ bytes/frame) of the same run, target 80 % of it: recomputed here."""
+    run = _h200("extract_bench_h200")
+    disk, ceiling = run["disk"]["bytes_per_s"], run["ceiling"]["frames_per_s"]
+    assert run["modes"], "no measured mode"
+    for mode, entry in run["modes"].items():
+        steady = entry["summary"]["steady_frames_per_s"]
+        by_disk = disk / entry["bytes_per_frame"]
+        bound = min(by_disk, ceiling)
+        verdict = "pass" if steady >= 0.8 * bound else "FAIL"
+        row = (f"| `{mode}` | {by_disk:,.2f} | {ceiling:.2f} | {bound:.2f} | {0.8 * bound:.2f} | {steady:.2f} | "
+               f"{100 * steady / bound:.1f} % | {verdict} |")
+        assert row in DOC, row
+
+
+def test_h200_torchrun_profile_and_first_inference_numbers_are_in_the_records():
+    labels = _h200("extract_torchrun_h200x2")["modes"]["labels"]
+    prof = _h200("profile_compile_vit_l16_384_h200")["candidates"][0]
+    first = _h200("first_inference_h200")["saved"]["seconds_since_process_start"]
+    cells = [f"**{labels['scaling_steady']:.3f}× steady**", f"**{labels['scaling_wall']:.3f}× wall**",
+             f"**{labels['multi']['frames_per_s_steady']:.2f}** (sum)",
+             f"| **whole model** (p50) | {prof['whole']['latency_ms_p50']:.3f} | {prof['whole']['kernel_ms']:.3f} |",
+             f"{prof['whole']['gaps_ms']:.3f} ms ({100 * prof['whole']['gap_share']:.1f} % of span)",
+             f"| **{first['first_call_s']:.2f}** | {first['first_call_s'] - first['open_s']:.2f} s |",
+             f"{first['first_call_s'] - first['model_s']:.1f} s (met)"]
+    for cell in cells:
+        assert cell in DOC, cell
