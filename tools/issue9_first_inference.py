@@ -53,13 +53,13 @@ def main() -> int:
     import torch
 
     import lsegrt
-    from lsegrt.cli.common import _option_value
+    from lsegrt.backends.base import option_value
 
     steps["imports_s"] = round(since_start(), 3)
     model = lsegrt.load(args.checkpoint, args.device) if args.checkpoint else \
         lsegrt.random_model(args.variant, seed=0, device=args.device)
     steps["model_s"] = round(since_start(), 3)
-    options = {k.replace("-", "_"): _option_value(v) for k, _, v in (o.partition("=") for o in args.option)}
+    options = {k.replace("-", "_"): option_value(v) for k, _, v in (o.partition("=") for o in args.option)}
     if args.cuda_graph:
         options["cuda_graph"] = True
     enc = lsegrt.Encoder.open("compile", checkpoint=model, engine=args.engine, device=args.device,

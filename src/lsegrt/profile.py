@@ -96,7 +96,7 @@ def _fmt_value(v: Any) -> str:
 
 def parse_candidate(text: str, defaults: dict[str, Any] | None = None) -> Candidate:
     """Parse a candidate spec; ``defaults`` (e.g. from --cuda-graph/--option) apply unless overridden."""
-    from .backends.base import check_precision
+    from .backends.base import check_precision, option_value
 
     backend, *rest = str(text).split(":", 2)
     if backend not in PROFILED_BACKENDS:
@@ -111,20 +111,8 @@ def parse_candidate(text: str, defaults: dict[str, Any] | None = None) -> Candid
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise LsegError(f"candidate {text!r}: option {item!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        options[key.strip().replace("-", "_")] = option_value(value.strip())
     return Candidate(backend, precision, options)
-
-
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 # -- profiler events -------------------------------------------------------------------------------

@@ -55,6 +55,22 @@ def backend_class(name: str) -> type["Encoder"]:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def option_value(text: str) -> Any:
+    """A ``KEY=VALUE`` option's value as typed as the text allows: bool words, then int, else str.
+
+    "1"/"0" stay integers here; :meth:`Option.parse` turns them into bools where the option is one.
+    """
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 @dataclass(frozen=True)
 class Option:
     """One typed backend option: what :meth:`Encoder.open` accepts under its name.

@@ -107,20 +107,9 @@ def add_option_arg(group) -> None:
                             "IEEE fp32; unset follows PyTorch, whose cuDNN convolutions use TF32) (repeatable)")
 
 
-def _option_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
     """``--cuda-graph`` and ``--option KEY=VALUE`` as keyword arguments for :meth:`Encoder.open`."""
+    from ..backends.base import option_value
     from ..errors import LsegError
 
     options: dict[str, Any] = {"cuda_graph": True} if getattr(args, "cuda_graph", False) else {}
@@ -128,7 +117,7 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise LsegError(f"--option {item!r}: expected KEY=VALUE, e.g. dynamic=true")
-        options[key.strip().replace("-", "_")] = _option_value(value.strip())
+        options[key.strip().replace("-", "_")] = option_value(value.strip())
     return options
 
 
