@@ -16,17 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_cuda_graph_arg, add_device_arg, add_option_arg, backend_options, resolve_device, say
-
-
-def _size(text: str) -> tuple[int, int]:
-    from ..bench import square_sizes
-    from ..errors import LsegError
-
-    try:
-        return square_sizes([text])[0]
-    except LsegError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from .common import (add_cuda_graph_arg, add_device_arg, add_option_arg, backend_options, exact_size_type,
+                     resolve_device, say)
 
 
 def add_parser(subparsers) -> None:
@@ -44,7 +35,7 @@ def add_parser(subparsers) -> None:
                    help="random weights of this architecture (timings do not depend on the weights)")
     g.add_argument("--backend", action="append", choices=list(REGISTRY), help="default: torch")
     g.add_argument("--precision", action="append", choices=list(PRECISIONS), help="default: fp32")
-    g.add_argument("--size", action="append", type=_size, metavar="S|HxW",
+    g.add_argument("--size", action="append", type=exact_size_type, metavar="S|HxW",
                    help=f"square side S or exact HxW, multiples of 32 (default: {' '.join(map(str, DEFAULT_SIZES))})")
     g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
     add_device_arg(g)

@@ -17,6 +17,8 @@ Argument groups (each adds to ``parser`` and returns nothing):
 
 Helpers:
     size_type(text)                   argparse ``type=`` wrapper of ``parse_size``
+    exact_size_type(text)             argparse ``type=`` for an exact input size: "384" → (384, 384),
+                                      "480x640" → (480, 640), multiples of 32 (``bench.square_sizes``)
     resolve_device(text) -> str       "auto" → "cuda" if a GPU is visible else "cpu"; anything but the CPU
                                       or a present CUDA GPU is a one-line error
     load_model(args) -> LSegModel     --checkpoint (a file or random:VARIANT[:seedK]; variant checked
@@ -128,6 +130,17 @@ def size_type(text: str):
 
     try:
         return parse_size(text)
+    except LsegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def exact_size_type(text: str) -> tuple[int, int]:
+    """Exact input size: "384" is 384x384, "480x640" is HxW; multiples of 32 (a bad size is a usage error)."""
+    from ..bench import square_sizes
+    from ..errors import LsegError
+
+    try:
+        return square_sizes([text])[0]
     except LsegError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -21,18 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_model_args, add_option_arg, backend_options, check_out_dir, load_model, say
-
-
-def _size(text: str) -> tuple[int, int]:
-    """Exact input size: "384" is 384x384, "480x640" is HxW; multiples of 32."""
-    from ..bench import square_sizes
-    from ..errors import LsegError
-
-    try:
-        return square_sizes([text])[0]
-    except LsegError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from .common import (add_model_args, add_option_arg, backend_options, check_out_dir, exact_size_type, load_model,
+                     say)
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +33,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][:K=V,...]",
                    help="torch or compile, precision, options (repeatable; the first is the baseline; "
                         "default: compile:fp16 on a GPU, torch:fp32 on a CPU)")
-    g.add_argument("--size", type=_size, default=None, metavar="S|HxW",
+    g.add_argument("--size", type=exact_size_type, default=None, metavar="S|HxW",
                    help="input side S (square) or exact HxW, multiples of 32 (default: 384; CPU: 64)")
     g.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default: 1)")
     g.add_argument("--groups", type=int, default=4, metavar="N", help="ViT block groups (default: 4)")
