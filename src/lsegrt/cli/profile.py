@@ -49,11 +49,10 @@ def add_parser(subparsers) -> None:
 
 
 def _f(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return str(v)
+    """A table cell as :func:`lsegrt.report.cell` writes it, with 3 decimals unless told otherwise."""
+    from ..report import cell
+
+    return cell(v, digits)
 
 
 def stage_table(res: dict[str, Any]):
