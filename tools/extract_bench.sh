@@ -7,13 +7,7 @@
 #   bash tools/extract_bench.sh --modes labels,ceiling  # a subset
 #   EXTRACT_BENCH_CPU=1 OUT=/tmp/xb bash tools/extract_bench.sh   # CPU dry run (vit_tiny, 20 frames)
 set -uo pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"  # OUT, .whl wheels, PYTHONPATH, LSEGRT_CACHE
 CPU=()
 [ "${EXTRACT_BENCH_CPU:-0}" = 1 ] && CPU=(--cpu)
 exec python3 tools/extract_bench.py --out "$OUT" "${CPU[@]}" "$@"

@@ -29,13 +29,7 @@
 #
 # For a dry run on a CPU: GPU_RUN_CPU=1 OUT=/tmp/gr bash tools/gpu_run.sh compile:vit_tiny:fp32 ...
 set -uo pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"  # OUT, .whl wheels, PYTHONPATH, LSEGRT_CACHE
 L="python3 -m lsegrt"
 T="--min-seconds 1 --max-iters 100 --warmup-seconds 0.3"
 SIZES="--size 480x640 --size 256 --size 320 --size 384 --size 480 --size 640 --size 768 --size 1024"

@@ -21,13 +21,8 @@
 # etc., as for tools/gpu_run.sh) are installed when present. CPU dry run:
 #   GPU_RUN_CPU=1 OUT=/tmp/g bash tools/issue9_gpu.sh bench:vit_tiny profile:vit_tiny:64 first:vit_tiny
 set -uo pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+WHEEL_PIP_OPTS=--no-compile
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"  # OUT, .whl wheels, PYTHONPATH, LSEGRT_CACHE
 PY=${PYTHON:-python3}
 L="$PY -m lsegrt"
 CAND=${CAND:-}

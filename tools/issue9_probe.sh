@@ -7,12 +7,7 @@
 #   bash tools/issue9_probe.sh --budget 330 --candidates stock,autotune,freezing,fast
 # CPU dry run: OUT=/tmp/p bash tools/issue9_probe.sh --cpu --candidates stock,fast
 set -uo pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+WHEEL_PIP_OPTS=--no-compile
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"  # OUT, .whl wheels, PYTHONPATH, LSEGRT_CACHE
 PY=${PYTHON:-python3}
 timeout "${PROBE_TIMEOUT:-570}" "$PY" tools/issue9_probe.py "$@" 2>&1 | tee "$OUT/issue9_probe.log"
