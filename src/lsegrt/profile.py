@@ -30,7 +30,6 @@ median of the CUDA-event timing, as in `lsegrt bench`.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from contextlib import nullcontext
@@ -518,14 +517,3 @@ def write_plot(payload: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-
-
-def finite(value: Any) -> Any:
-    """NaN/inf → None, recursively (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value

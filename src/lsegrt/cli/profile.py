@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import environment
     from ..errors import LsegError
     from ..fileio import write_text
-    from ..report import console
+    from ..report import clean, console
     from .bench import environment_line
     from .common import resolve_device
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"model": model.source, "variant": model.variant, "height": h, "width": w, "batch": args.batch,
                 "device": device, "candidates": [c.label for c in candidates], "iters": args.iters,
                 "timed_iters": args.timed_iters, "groups": args.groups}
-    payload = profile.finite(profile.report(results, env, settings))
+    payload = clean(profile.report(results, env, settings))
     Path(out).mkdir(parents=True, exist_ok=True)
     json_path = write_text(Path(out) / "profile.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
     png_path = Path(out) / "profile.png"
