@@ -153,6 +153,9 @@ def test_folder_rules(tmp_path, frames, tiny_vit):
         with pytest.raises(LsegError, match=r"dtype: 'float16' → 'float32'; .*stride: 1 → 2") as exc:
             _run(frames, out, tiny_vit, dtype="fp32", stride=2, resume=resume)
         assert str(exc.value).count("\n") == 0
+    # ... before any model is loaded: a checkpoint that is not there is never reached
+    with pytest.raises(LsegError, match=r"other options \(dtype: 'float16' → 'float32'"):
+        _run(frames, out, tmp_path / "missing.ckpt", dtype="fp32")
     # --overwrite replaces it, keeping a user's file
     (out / "my-notes.txt").write_text("mine")
     assert _run(frames, out, tiny_vit, dtype="fp32", overwrite=True).written == 7

@@ -112,27 +112,34 @@ class ExtractOptions:
 
     def identity(self, model, pca_basis_sha256: str | None) -> dict[str, Any]:
         """Every input that changes what is stored: compared key by key by ``--resume``."""
+        return {
+            **self.options_identity(),
+            "checkpoint_sha256": model.sha256,
+            "variant": model.variant,
+            "mean": list(model.mean),
+            "std": list(model.std),
+            "pca_basis_sha256": pca_basis_sha256,
+        }
+
+    def options_identity(self) -> dict[str, Any]:
+        """The part of :meth:`identity` known before the model is loaded (checked first, so a refused
+        resume costs no model load)."""
         from .. import __version__
         from .store import FORMAT_VERSION
 
         return {
             "format_version": FORMAT_VERSION,
             "lsegrt_version": __version__,
-            "checkpoint_sha256": model.sha256,
-            "variant": model.variant,
             "backend": self.backend,
             "precision": self.precision,
             "backend_options": {k: v for k, v in sorted(self.backend_options.items())},
             "size": self.size_text(),
             "resize": RESIZE_RULE,
-            "mean": list(model.mean),
-            "std": list(model.std),
             "features": bool(self.features),
             "dtype": DTYPES[self.dtype],
             "stride": self.stride,
             "pca": self.pca,
             "pca_sample": self.pca_sample if self.uses_pca and not self.pca_basis else None,
-            "pca_basis_sha256": pca_basis_sha256,
             "labels": self.labels,
             "scores": self.scores,
             "multiscale": self.multiscale,

@@ -125,6 +125,10 @@ class Extraction:
             self.arrays = array_frames(inputs)
             self.inputs_info = "arrays"
 
+        # Options against a dataset already in --out before the model loads: a refusal costs nothing.
+        self.store = Store(self.out, self.shard)
+        self.store.check_options(opts.options_identity(), resume=resume, overwrite=overwrite)
+
         self.device = _device_for(device, checkpoint, local_rank)
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
@@ -141,7 +145,6 @@ class Extraction:
             opts.pca = opts.pca or self.given_basis.k
             self.given_basis = self.given_basis.truncate(opts.pca)
             basis_sha = sha256_file(opts.pca_basis)
-        self.store = Store(self.out, self.shard)
         identity = opts.identity(self.model, basis_sha)
         self.config = {
             "format": "lsegrt-features",

@@ -161,6 +161,21 @@ class Store:
             raise LsegError(f"{path} is not an lsegrt dataset file; choose another --out") from None
         return config
 
+    def check_options(self, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+        """Refuse early (before any model is loaded) when the folder holds a dataset whose recorded
+        identity differs in any key of ``identity``; :meth:`prepare` checks the whole identity later."""
+        existing = self.read_config() if self.root.is_dir() else None
+        if existing is not None and not overwrite:
+            recorded = existing.get("identity", {})
+            self._refuse_other_identity({k: v for k, v in recorded.items() if k in identity}, identity, resume)
+
+    def _refuse_other_identity(self, recorded: dict[str, Any], identity: dict[str, Any], resume: bool) -> None:
+        diff = mismatches(recorded, identity)
+        if diff:
+            verb = "cannot --resume: " if resume else ""
+            raise LsegError(f"{verb}{self.root} holds a dataset made with other options ({'; '.join(diff)}); "
+                            "use the same options, another --out, or --overwrite to replace it")
+
     def prepare(self, config: dict[str, Any], *, resume: bool, overwrite: bool, say=print) -> ResumeState:
         """Check the folder against this run, create what is missing, and return what is already done.
 
@@ -189,11 +204,7 @@ class Store:
             say(f"--overwrite: removed the dataset in {root}")
             existing = None
         if existing is not None:
-            diff = mismatches(existing.get("identity", {}), config["identity"])
-            if diff:
-                verb = "cannot --resume: " if resume else ""
-                raise LsegError(f"{verb}{root} holds a dataset made with other options ({'; '.join(diff)}); "
-                                "use the same options, another --out, or --overwrite to replace it")
+            self._refuse_other_identity(existing.get("identity", {}), config["identity"], resume)
         (root / DATA_DIR).mkdir(parents=True, exist_ok=True)
         if existing is None:
             write_json_durable(root / DATASET_JSON, config, self.shard)
