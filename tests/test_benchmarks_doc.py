@@ -77,3 +77,18 @@ def test_h200_torchrun_profile_and_first_inference_numbers_are_in_the_records():
              f"{first['first_call_s'] - first['model_s']:.1f} s (met)"]
     for cell in cells:
         assert cell in DOC, cell
+
+
+def test_issue9_fast_path_speedups_are_computed_from_the_same_calls_records():
+    """The stock-vs-fast tables (and the verdict's numbers) are rendered from the bench JSONs of one call."""
+    tables = _tables()
+    for variant in ("vit_l16", "rn101"):
+        stock, cand = (MEASURED / f"bench_issue9_{c}_{variant}_h200_2026-11-30.json" for c in ("stock", "cand"))
+        table = tables.speedup_table(stock, cand)
+        assert table in DOC, f"{variant}: stock-vs-fast table differs from the JSON (re-render it)"
+        row = next(line for line in table.splitlines() if f"| {variant} | 384 | 1 |" in line)
+        speedup = row.split("|")[6].strip()
+        assert f"{speedup}" in DOC.split("**Verdict against the issue's targets")[1].split("###")[0]
+    first = _h200("first_inference_fast_h200")["saved"]["seconds_since_process_start"]
+    assert f"| **{first['first_call_s']:.2f}** |" in DOC
+    assert f"{first['first_call_s'] - first['model_s']:.1f} s (met)" in DOC

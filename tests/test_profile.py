@@ -75,3 +75,13 @@ def test_profile_refuses_unknown_options_before_any_work(tiny_vit):
         profile_candidate(tiny_vit, parse_candidate("torch:fp32:bogus=1"), 64, 64)
     with pytest.raises(LsegError, match="unknown option.*frezing"):
         profile_candidate(tiny_vit, parse_candidate("compile:fp32:frezing=true"), 64, 64)
+
+
+def test_profile_of_the_fast_compile_path_runs_its_stages_alone_with_the_switches(tiny_vit):
+    """Whole model: the overlap path; stage by stage: each stage alone (no side stream), switches set."""
+    res = profile_candidate(tiny_vit, parse_candidate("compile:fp32:fast=true"), 64, 64, iters=2, timed_iters=5,
+                            groups=2)
+    assert res["encoder"]["options"]["overlap"] is True and res["encoder"]["options"]["patch_gemm"] is True
+    rows, total = res["stages"], res["stagewise_total"]
+    assert sum(r["kernel_ms"] for r in rows) == pytest.approx(total["kernel_ms"], rel=1e-9)
+    assert res["whole"]["latency_ms_p50"] > 0 and res["unattributed"] == {"whole": 0, "stages": 0}

@@ -37,6 +37,25 @@ def bench_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def speedup_table(stock: Path, candidate: Path) -> str:
+    """Two runs of one call (stock, then the candidate), matched by size and batch: p50s and the ratio."""
+    def by_key(path):
+        return {(str(r["size"]), r["batch"]): r for r in ok_records(path)}
+
+    base, cand = by_key(stock), by_key(candidate)
+    opts = json.loads(candidate.read_text())["settings"].get("options") or {}
+    out = [f"`{stock.name}` vs `{candidate.name}` (options {json.dumps(opts)})", "",
+           "| variant | size | batch | stock p50 ms | candidate p50 ms | speedup | stock img/s | candidate img/s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for key, b in base.items():
+        if key not in cand:
+            continue
+        c = cand[key]
+        out.append(f"| {b['variant']} | {b['size']} | {b['batch']} | {b['gpu_ms_p50']:.3f} | {c['gpu_ms_p50']:.3f} | "
+                   f"{b['gpu_ms_p50'] / c['gpu_ms_p50']:.3f}× | {b['images_per_s']:.1f} | {c['images_per_s']:.1f} |")
+    return "\n".join(out)
+
+
 def compare_table(path: Path) -> str:
     data = json.loads(path.read_text())
     out = [f"`{path.name}` · {data['created']} · reference {data['reference']['side']}", "",

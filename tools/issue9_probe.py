@@ -45,13 +45,16 @@ CANDIDATES: dict[str, dict] = {
     "cd": {"coordinate_descent": True},
     "fast+cl": {"freezing": True, "autotune": "gemm", "channels_last": True},
     "autotune-full": {"autotune": "gemm-full"},
+    "overlap": {"overlap": True},
+    "overlap+cl": {"overlap": True, "channels_last": True},
+    "overlap+cd": {"overlap": True, "coordinate_descent": True},
     "stock-again": {},
 }
 # Largest expected gain first: the first probe's autotuning log showed Triton GEMM tiles 1.6-2x faster than
 # cuBLAS on ViT-L/16's 577-row GEMMs at 384² (qkv, fc2), so narrowed GEMM autotuning leads.
 DEFAULT_ORDER = ["stock", "autotune", "freezing", "fast", "channels_last", "cd", "stock-again"]
 # Hard cap per candidate (seconds, whole worker: start, model, both sizes' compiles and timings).
-CAPS = {"stock": 75, "stock-again": 50, "freezing": 80, "channels_last": 80, "autotune": 120, "fast": 120,
+CAPS = {"overlap": 120, "overlap+cl": 120, "overlap+cd": 150, "stock": 75, "stock-again": 50, "freezing": 80, "channels_last": 80, "autotune": 120, "fast": 120,
         "fast+cl": 120, "cd": 100, "autotune-full": 300}
 GATE = {"mean_cosine": 0.9995, "agreement": 99.5}
 LABELS = "person, animal, plant, sky, building, road, water, other"
@@ -79,7 +82,7 @@ def worker(args) -> int:
 
     cpu = args.cpu
     device = torch.device("cpu" if cpu else "cuda")
-    precision, variant = ("fp32", "vit_tiny") if cpu else ("fp16", "vit_l16")
+    precision, variant = ("fp32", "vit_tiny" if args.variant == "vit_l16" else "rn_tiny") if cpu else ("fp16", args.variant)
     name = args.worker
     options = CANDIDATES[name]
     out_path = Path(args.worker_out)
@@ -191,6 +194,57 @@ def sdpa_bench(res: dict, sizes: list[int]) -> None:
             res["sdpa"].append(row)
 
 
+def micro_bench(res: dict) -> None:
+    """fc1's bias + exact GELU as two kernels vs cuBLASLt's fused GELU epilogue (tanh approximation), and
+    the 16×16 patch-embedding convolution vs the same product as a GEMM: 24 calls per CUDA graph."""
+    import torch
+    import torch.nn.functional as F
+
+    def graph_ms(fn, calls=24):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                out = fn()
+        times = []
+        for _ in range(20):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            graph.replay()
+            b.record()
+            torch.cuda.synchronize()
+            times.append(a.elapsed_time(b) / calls)
+        return round(sorted(times)[len(times) // 2], 4), out
+
+    h = torch.float16
+    for m in (577, 4097):
+        x = torch.randn(m, 1024, device="cuda", dtype=h)
+        w = torch.randn(4096, 1024, device="cuda", dtype=h) * 0.03
+        b = torch.randn(4096, device="cuda", dtype=h) * 0.1
+        split_ms, ref = graph_ms(lambda: F.gelu(F.linear(x, w, b)))
+        fused_ms, fused = graph_ms(lambda: torch._addmm_activation(b, x, w.t(), use_gelu=True))
+        gemm_ms, _ = graph_ms(lambda: F.linear(x, w, b))
+        res["micro"].append({"op": "fc1+gelu", "rows": m, "linear_then_gelu_ms": split_ms, "linear_only_ms": gemm_ms,
+                             "addmm_gelu_epilogue_ms": fused_ms,
+                             "max_abs_diff": float((fused.float() - ref.float()).abs().max())})
+    for s in (384, 1024):
+        img = torch.randn(1, 3, s, s, device="cuda", dtype=h)
+        conv = torch.nn.Conv2d(3, 1024, 16, stride=16).cuda().half()
+        wmat = conv.weight.reshape(1024, -1)
+
+        def as_gemm():
+            g = s // 16
+            p = img.reshape(1, 3, g, 16, g, 16).permute(0, 2, 4, 1, 3, 5).reshape(g * g, 768)
+            return F.linear(p, wmat, conv.bias)
+
+        conv_ms, ref = graph_ms(lambda: conv(img))
+        gemm_ms, out = graph_ms(as_gemm)
+        res["micro"].append({"op": "patch_embed", "size": s, "conv_ms": conv_ms, "gemm_ms": gemm_ms,
+                             "max_abs_diff": float((out.float() - ref.flatten(2).transpose(1, 2)[0].float()).abs().max())})
+
+
 def summarize_runs(res: dict) -> list[dict]:
     rows = [r for r in res["runs"]]
     stock = {r["size"]: r["p50"] for r in rows if r["candidate"] == "stock" and "p50" in r}
@@ -218,6 +272,8 @@ def table(res: dict, cpu: bool) -> None:
               f"{f(r['agreement'], '.2f'):>9}  {'pass' if r['passes_gate'] else 'FAIL'}")
     for s in res["skipped"]:
         print(f"skipped {s['candidate']}: {s['reason']}")
+    for row in res.get("micro", []):
+        print("micro", row)
     for row in res["sdpa"]:
         print(f"sdpa {row['family']:<9} {row['tokens']:>5} tokens: "
               + (f"{row['ms']:.4f} ms/layer, {row['tflops']} TFLOP/s" if "ms" in row else row["error"]))
@@ -227,10 +283,10 @@ def parent(args, names: list[str]) -> int:
     out = Path(os.environ.get("OUT") or args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    res = {"argv": sys.argv[1:], "variant": "vit_tiny" if args.cpu else "vit_l16",
+    res = {"argv": sys.argv[1:], "variant": args.variant,
            "precision": "fp32" if args.cpu else "fp16", "batch": 1, "cuda_graph": not args.cpu, "gate": GATE,
            "labels": LABELS, "caps": {n: CAPS[n] for n in names}, "budget_s": args.budget, "env": env_info(args.cpu),
-           "sdpa": [], "runs": [], "skipped": [], "errors": []}
+           "sdpa": [], "micro": [], "runs": [], "skipped": [], "errors": []}
     json_path, log_path = out / "issue9_probe.json", out / "issue9_workers.log"
 
     def save():
@@ -240,6 +296,9 @@ def parent(args, names: list[str]) -> int:
 
     if args.sdpa and not args.cpu:
         sdpa_bench(res, args.sizes)
+        save()
+    if args.micro and not args.cpu:
+        micro_bench(res)
         save()
     with open(log_path, "a") as wlog:
         for name in names:
@@ -252,7 +311,7 @@ def parent(args, names: list[str]) -> int:
             rows_path = out / f".worker_{name}.json"
             rows_path.unlink(missing_ok=True)
             cmd = [sys.executable, __file__, "--worker", name, "--worker-out", str(rows_path), "--iters",
-                   str(args.iters), "--sizes", *map(str, args.sizes)] + (["--cpu"] if args.cpu else [])
+                   str(args.iters), "--sizes", *map(str, args.sizes), "--variant", args.variant] + (["--cpu"] if args.cpu else [])
             log(f"{name}: worker started (cap {cap:.0f} s) options {CANDIDATES[name]}")
             wlog.write(f"\n===== {name} {time.strftime('%H:%M:%S')} options {CANDIDATES[name]}\n")
             wlog.flush()
@@ -294,13 +353,15 @@ def main() -> int:
     p.add_argument("--budget", type=float, default=500, help="seconds for all workers (default 500)")
     p.add_argument("--iters", type=int, default=60, help="timed calls per measurement (default 60)")
     p.add_argument("--sdpa", action="store_true", help="also time the SDPA kernel families")
+    p.add_argument("--micro", action="store_true", help="also time fc1+GELU fusion and the patch GEMM")
+    p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.sizes = args.sizes or ([64, 96] if args.cpu else [384, 1024])
     if args.cpu:
-        args.iters = min(args.iters, 3)
+        args.iters = min(args.iters, 5)
     if args.worker:
         return worker(args)
     names = args.candidates.split(",") if args.candidates else list(DEFAULT_ORDER)

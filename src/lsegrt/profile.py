@@ -30,6 +30,7 @@ median of the CUDA-event timing, as in `lsegrt bench`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from contextlib import nullcontext
@@ -239,13 +240,15 @@ def _stage_runner(model, cand: Candidate, device: torch.device, groups: int):
     from .backends.common import check_tf32, encoder_module, tf32_scope
     from .stages import encoder_stages
 
-    module = encoder_module(model, cand.precision, device)
-    stages = encoder_stages(module, groups)
     if cand.backend == "compile":
-        from .backends.compiled import CompileOptions, call_scope, compile_module
+        from .backends.compiled import CompileOptions, call_scope, compile_module, served_module
 
         opts = CompileOptions.parse(cand.options)
+        # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot
+        opts = dataclasses.replace(opts, overlap=False)
+        stages = encoder_stages(served_module(model, cand.precision, device, opts), groups)
         return stages, [compile_module(s.module, opts) for s in stages], lambda: call_scope(opts), opts.cuda_graph
+    stages = encoder_stages(encoder_module(model, cand.precision, device), groups)
     tf32 = check_tf32(cand.options.get("tf32"))
     return stages, [s.module for s in stages], lambda: tf32_scope(tf32), False
 

@@ -45,17 +45,18 @@ def checkpoint_sha256(checkpoint: Any) -> str | None:
     return found[0] if found else None
 
 
-def encoder_module(model, precision: str, device: torch.device) -> torch.nn.Module:
+def encoder_module(model, precision: str, device: torch.device, private: bool = False) -> torch.nn.Module:
     """The exported/compiled graph: image encoder in ``precision`` with float32 I/O, eval mode.
 
-    Weights are copied (not cast in place) for fp16/bf16, so the caller's fp32 model stays intact.
+    Weights are copied (not cast in place) for fp16/bf16, so the caller's fp32 model stays intact;
+    ``private``: copy in fp32 too (a backend that sets switches on the modules).
     """
     import copy
 
     from ..model.net import CastEncoder
 
     enc = model.net.image_encoder()
-    if precision != "fp32" or torch.device(device) != model.device:
+    if private or precision != "fp32" or torch.device(device) != model.device:
         enc = copy.deepcopy(enc)
     enc = enc.to(device=device, dtype=DTYPES[precision])
     if precision == "bf16":

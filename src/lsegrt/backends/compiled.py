@@ -7,24 +7,29 @@ size costs one more compile. ``dynamic=True`` compiles once for symbolic batch/H
 are library calls either way), which is what a sweep over many sizes wants. ``tf32`` is as for the
 `torch` backend; the flags are in effect when a shape is compiled and captured as well as when it runs.
 
-Beyond stock torch.compile (typed options, :class:`CompileOptions`). Measured on an H200 (ViT-L/16 fp16,
-batch 1, docs/BENCHMARKS.md): none of these is faster than stock, ``freezing`` is slower, so all are
-off by default and there is no "fast" bundle; they stay for experiments and other GPUs/models:
+Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on an H200 (ViT-L/16 fp16,
+stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
-- ``freezing``: Inductor freezing: weights become constants, so weight casts and conv+BatchNorm are
-  folded at compile time and convolutions get the layout Inductor prefers (H200, ViT-L/16: slower,
-  3.58 vs 2.30 ms at 384², 13.33 vs 12.46 ms at 1024²).
-- ``autotune=gemm``: GEMM autotuning only, narrowed so that a ViT-L/16 compile stays in minutes: cuBLAS
-  against six of Inductor's Triton GEMM tile configurations (:data:`GEMM_TILES`), each benchmarked for
-  20 ms instead of 100, pointwise epilogues such as fc1's bias + GELU fused into the Triton GEMM when
-  that benchmarks faster. Convolutions and pointwise kernels are not tuned. On the H200 cuBLAS won or
-  came within 7 % on ViT-L/16's block GEMMs at 384² and the encoder was no faster (2.32 vs 2.30 ms). ``autotune=gemm-full``
-  uses Inductor's whole default GEMM search space (22 choices per shape; on an H200 this spent more
-  than 4 minutes on the first 384² shape of ViT-L/16 alone, ≈ 23 s per GEMM shape).
+- ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
+  ``gelu_epilogue``, ``channels_last``; each only where the caller left it unset): 1.13× at 384², 1.04×
+  at 1024² (batch 1), same fidelity. It is not the default: stock stays the reference, and for RN101
+  it measured 1.03× at 384² and 0.97× at 1024².
+- ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
+  decoder's side branches on a second stream, the whole call one CUDA graph (:mod:`.overlap`).
+- ``patch_gemm``: the ViT patch embedding as a GEMM (cuDNN's fp16 kernel for the 16×16/16 convolution
+  took 0.111 ms at 384², the GEMM 0.008 ms).
+- ``gelu_epilogue``: fc1's bias + GELU in cuBLASLt's GEMM epilogue (``torch._addmm_activation``); on CUDA
+  its GELU is the tanh approximation (on the CPU the exact one).
+- ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
+  12.46 ms at 1024²).
+- ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
+  benchmarks), pointwise epilogues fused where that benchmarks faster; cuBLAS won or came within 7 % on
+  the block GEMMs and the encoder was no faster (2.32 vs 2.30 ms). ``autotune=gemm-full``: Inductor's
+  whole search space (≈ 23 s per GEMM shape on an H200).
 - ``coordinate_descent``: Inductor's coordinate-descent tuning of pointwise/reduction block sizes.
-- ``channels_last``: force Inductor's channels-last layout for every convolution (the decoder).
+- ``channels_last``: Inductor's channels-last layout for every convolution (the decoder).
 - ``sdpa``: which scaled-dot-product-attention kernel the graph is traced with (cudnn, flash,
-  efficient, math; default: PyTorch's choice).
+  efficient, math; default: PyTorch's choice, already the fastest here).
 
 ``engine=FILE`` opens a saved build (:func:`build_compiled`, ``lsegrt build --backend compile``): the
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``) are loaded before the
@@ -54,6 +59,9 @@ AUTOTUNE = ("off", "gemm", "gemm-full")
 GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (128, 64, 32, 4, 8),
               (128, 128, 64, 3, 4), (128, 128, 64, 5, 8))
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
+# ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
+# where the caller did not set it.
+FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True}
 
 
 def _as_bool(name: str, value: Any) -> bool | None:
@@ -83,6 +91,10 @@ class CompileOptions:
     coordinate_descent: bool | None = None
     channels_last: bool | None = None
     sdpa: str | None = None
+    overlap: bool | None = None
+    patch_gemm: bool | None = None
+    gelu_epilogue: bool | None = None
+    fast: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -106,18 +118,31 @@ class CompileOptions:
             coordinate_descent=_as_bool("coordinate_descent", o.get("coordinate_descent")),
             channels_last=_as_bool("channels_last", o.get("channels_last")),
             sdpa=_as_choice("sdpa", o.get("sdpa"), SDPA),
+            overlap=_as_bool("overlap", o.get("overlap")),
+            patch_gemm=_as_bool("patch_gemm", o.get("patch_gemm")),
+            gelu_epilogue=_as_bool("gelu_epilogue", o.get("gelu_epilogue")),
+            fast=bool(_as_bool("fast", o.get("fast", False))),
         )
+        if parsed.fast:  # the bundle fills what the caller left unset
+            parsed = dataclasses.replace(parsed, **{k: v for k, v in FAST.items() if getattr(parsed, k) is None})
+        if parsed.overlap:
+            if parsed.dynamic:
+                raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
+            if parsed.mode is not None:
+                raise LsegError("option overlap=true compiles its pieces itself: leave mode unset")
         return parsed.resolved()
 
     def resolved(self) -> "CompileOptions":
         """Fields the caller left unset take the stock default."""
         stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
-                 "sdpa": "auto"}
+                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
         return dataclasses.replace(self, **values)
 
     @property
     def effective_mode(self) -> str:
+        if self.overlap:  # the pieces are compiled without CUDA graphs; OverlapGraph captures the whole call
+            return "default"
         return self.mode or ("reduce-overhead" if self.cuda_graph else "default")
 
     def inductor_options(self) -> dict[str, Any] | None:
@@ -173,8 +198,35 @@ def sdpa_scope(choice: str):
     return sdpa_kernel([backend])
 
 
-def compile_module(module: torch.nn.Module, options: CompileOptions):
-    """``torch.compile`` of ``module`` with ``options`` (whole graph; stock settings use ``mode=`` alone)."""
+def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
+    """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
+    from ..model.vit import Mlp, PatchEmbed
+
+    for m in module.modules():
+        if isinstance(m, PatchEmbed) and options.patch_gemm:
+            m.as_gemm = True
+        if isinstance(m, Mlp) and options.gelu_epilogue:
+            m.gelu_epilogue = True
+    return module
+
+
+def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
+    """The CastEncoder the backend compiles: :func:`encoder_module`, a private copy with the switches set
+    when ``options`` turn any on (the caller's model is never changed)."""
+    private = bool(options.patch_gemm or options.gelu_epilogue)
+    return set_switches(encoder_module(model, precision, device, private=private), options)
+
+
+def compile_module(module: torch.nn.Module, options: CompileOptions, device: torch.device | None = None):
+    """``torch.compile`` of ``module`` with ``options`` (whole graph; stock settings use ``mode=`` alone).
+    With ``overlap``, ``module`` (a CastEncoder) is cut at its taps and served by an :class:`OverlapGraph`."""
+    if options.overlap:
+        from ..model.branches import split_encoder
+        from .overlap import OverlapGraph
+
+        piece = dataclasses.replace(options, overlap=False, cuda_graph=False)
+        split = split_encoder(module.encoder, module.dtype)
+        return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"))
     inductor = options.inductor_options()
     if inductor is None:
         return torch.compile(module, mode=options.effective_mode, dynamic=options.dynamic, fullgraph=True)
@@ -203,6 +255,12 @@ class CompiledEncoder(Encoder):
         "coordinate_descent": Option(bool, None, "Inductor coordinate-descent tuning of Triton kernels"),
         "channels_last": Option(bool, None, "force Inductor's layout optimization (channels-last convolutions)"),
         "sdpa": Option(str, None, "attention kernel family (auto: PyTorch's choice)", choices=SDPA),
+        "overlap": Option(bool, None, "decoder side branches on a second stream beside the backbone, "
+                          "in one CUDA graph of our own (needs cuda_graph on a GPU)"),
+        "patch_gemm": Option(bool, None, "ViT patch embedding as one GEMM instead of a 16x16 convolution"),
+        "gelu_epilogue": Option(bool, None, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate GELU)"),
+        "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
+                       "gelu_epilogue, channels_last (each unless set)"),
     }
 
     def __init__(self, model, device, precision: str, options: CompileOptions | None = None,
@@ -212,20 +270,25 @@ class CompiledEncoder(Encoder):
         self.tf32 = self.options.tf32
         if self.options.cuda_graph and self.device.type != "cuda":
             raise LsegError("--cuda-graph needs a CUDA device")
+        if self.options.overlap and self.device.type == "cuda" and not self.options.cuda_graph:
+            raise LsegError("option overlap=true on a GPU runs as a CUDA graph: add --cuda-graph")
         self.model = model
         self.cuda_graph = self.options.cuda_graph
         self.mode = self.options.effective_mode
         self.dynamic = self.options.dynamic
         self.engine = engine
-        self.module = compile_module(encoder_module(model, precision, self.device), self.options)
+        self.module = compile_module(served_module(model, precision, self.device, self.options), self.options,
+                                     self.device)
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
                cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
-               coordinate_descent=None, channels_last=None, sdpa=None):
+               coordinate_descent=None, channels_last=None, sdpa=None, overlap=None, patch_gemm=None,
+               gelu_epilogue=None, fast=False):
         opts = CompileOptions.parse(dict(
             cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
-            coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa))
+            coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa, overlap=overlap,
+            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fast=fast))
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)

@@ -33,8 +33,13 @@ class FusionBlock(nn.Module):
         self.out_conv = nn.Conv2d(features, features, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.resConfUnit1(skip)
+        return self.fuse(x, None if skip is None else self.resConfUnit1(skip))
+
+    def fuse(self, x: torch.Tensor, skip_features: torch.Tensor | None = None) -> torch.Tensor:
+        """The block once its skip has been through resConfUnit1 (which needs nothing from ``x``, so it
+        can run earlier, beside the backbone: lsegrt.model.branches)."""
+        if skip_features is not None:
+            x = x + skip_features
         x = self.resConfUnit2(x)
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
         return self.out_conv(x)

@@ -11,6 +11,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Mlp as TimmMlp
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -19,14 +20,43 @@ from .layers import LayerNormFp32
 
 
 class PatchEmbed(nn.Module):
-    """Conv 16×16 stride 16; pixels past the last full patch are ignored by the stride."""
+    """Conv 16×16 stride 16; pixels past the last full patch are ignored by the stride.
+
+    ``as_gemm`` (off by default, as timm's ``fused_attn`` a switch a backend sets on its own copy)
+    computes the same products as one GEMM over the unfolded patches: on an H200 cuDNN's fp16 kernel
+    for this convolution took 0.111 ms at 384² where the GEMM took 0.008 ms (docs/BENCHMARKS.md).
+    """
+
+    as_gemm = False
 
     def __init__(self, dim: int, patch: int = 16):
         super().__init__()
         self.proj = nn.Conv2d(3, dim, patch, stride=patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        if not self.as_gemm:
+            return self.proj(x)
+        p = self.proj.stride[0]
+        b, c, h, w = x.shape
+        gh, gw = h // p, w // p
+        patches = x[:, :, :gh * p, :gw * p].reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
+        y = F.linear(patches.reshape(b, gh * gw, c * p * p), self.proj.weight.flatten(1), self.proj.bias)
+        return y.transpose(1, 2).reshape(b, -1, gh, gw)
+
+
+class Mlp(TimmMlp):
+    """timm's Mlp (same parameters and keys). ``gelu_epilogue`` (off by default; a backend sets it on
+    its own copy) runs fc1's bias and the GELU inside the GEMM (cuBLASLt's epilogue,
+    ``torch._addmm_activation``): one kernel instead of two, but its GELU is the tanh approximation,
+    not the exact erf GELU of the checkpoint, so it is an opt-in whose fidelity is measured."""
+
+    gelu_epilogue = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.gelu_epilogue:
+            return super().forward(x)
+        h = torch._addmm_activation(self.fc1.bias, x.reshape(-1, x.shape[-1]), self.fc1.weight.t(), use_gelu=True)
+        return self.fc2(h.reshape(*x.shape[:-1], h.shape[-1]))
 
 
 class ViTTrunk(nn.Module):
@@ -42,7 +72,7 @@ class ViTTrunk(nn.Module):
         self.patch_embed = PatchEmbed(d)
         norm = partial(LayerNormFp32, eps=1e-6)
         self.blocks = nn.ModuleList(
-            Block(d, cfg.num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm, act_layer=nn.GELU)
+            Block(d, cfg.num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm, act_layer=nn.GELU, mlp_layer=Mlp)
             for _ in range(max(cfg.taps) + 1)
         )
 

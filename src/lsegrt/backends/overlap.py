@@ -1,0 +1,97 @@
+"""The `compile` backend's ``overlap`` path: the encoder's pieces compiled by Inductor and captured into
+one CUDA graph in which the decoder's side branches run on a second stream beside the backbone.
+
+Stock ``torch.compile`` runs one stream: at batch 1 the backbone's GEMMs (577 rows at 384²) leave most
+SMs idle while the decoder work on the first three taps waits for the backbone to finish. Here that
+work (:mod:`lsegrt.model.branches`) forks off after each tap and joins before the fusion chain; the
+CUDA graph keeps the fork/join as graph edges, so replay needs no host work. Each piece is compiled
+with the same Inductor options as the whole model would be (CUDA graphs off inside; the whole call
+is one graph of our own).
+
+Memory: every tap and branch output stays referenced until the join, so no buffer a branch reads can be
+reused by the main stream while the branch still runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..model.branches import SplitEncoder
+
+WARMUP = 3  # calls before capture: the first compiles, the rest let Inductor/cuDNN settle their choices
+# Dynamo keeps its compiled entries per code object, and the four segments (and the four branches)
+# share one forward: each input shape costs four entries of it, where the whole-model compile costs
+# one. Its recompile limit is raised by that factor while pieces compile, so they get as many shapes
+# as stock torch.compile does (8 by default).
+SHARED = 4
+
+
+class OverlapGraph:
+    """Callable (B,3,H,W) float32 → encoder output, one CUDA graph per input shape.
+
+    ``compile_fn`` wraps each piece (e.g. ``torch.compile``). On a CPU device the pieces run in order
+    without streams or graphs (the same code path, for tests).
+    """
+
+    def __init__(self, split: SplitEncoder, compile_fn: Callable, device: torch.device):
+        self.split = split
+        self.segments = [compile_fn(m) for m in split.segments]
+        self.branches = [compile_fn(m) for m in split.branches]
+        self.tail = compile_fn(split.tail)
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.side = torch.cuda.Stream(self.device) if self.cuda else None
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        with torch._dynamo.config.patch(recompile_limit=SHARED * torch._dynamo.config.recompile_limit):
+            return self._forward(image)
+
+    def _forward(self, image: torch.Tensor) -> torch.Tensor:
+        """One pass, forking each of the first three branches onto the side stream (on CUDA)."""
+        gh, gw = self.split.grid(*image.shape[-2:])
+        main = torch.cuda.current_stream(self.device) if self.cuda else None
+        x, taps, feats = image, [], []
+        last = len(self.segments) - 1
+        for k, (segment, branch) in enumerate(zip(self.segments, self.branches)):
+            x = segment(x)
+            taps.append(x)
+            if self.side is None or k == last:
+                feats.append(branch(x, gh, gw))
+                continue
+            self.side.wait_stream(main)
+            with torch.cuda.stream(self.side):
+                feats.append(branch(x, gh, gw))
+        if self.side is not None:
+            main.wait_stream(self.side)
+        s1, s2, s3, b4 = feats
+        out = self.tail(b4, s3, s2, s1)
+        del taps  # referenced until after the join (see module docstring)
+        return out
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if not self.cuda:
+            return self.forward(image)
+        key = (tuple(image.shape), image.dtype)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(image)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(image)
+        graph.replay()
+        return static_out
+
+    def _capture(self, image: torch.Tensor):
+        """Warm up on a side stream (torch.cuda.graphs' recipe), then capture one forward."""
+        static_in = image.clone()
+        warm = torch.cuda.Stream(self.device)
+        warm.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(warm):
+            for _ in range(WARMUP):
+                self.forward(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(warm)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.forward(static_in)
+        return graph, static_in, static_out

@@ -1,0 +1,135 @@
+"""The image encoder as one critical path and three side branches (the `overlap` option's structure).
+
+LSeg's decoder reads the backbone at four taps. What it does to the first three taps (reassemble,
+3×3 projection, the fusion block's first residual unit) needs nothing from the later taps, so it can
+run on a second CUDA stream while the backbone goes on; at batch 1 the backbone's GEMMs leave SMs
+idle. Only the last tap's branch and the fusion chain are left after the backbone:
+
+    image → segment 1 → tap1 → segment 2 → tap2 → segment 3 → tap3 → segment 4 → tap4
+                         │                  │                  │                  │
+                      branch 1           branch 2           branch 3           branch 4
+                         └────────────── s1, s2, s3, b4 ──────────────→ tail → (B,512,H/2,W/2)
+
+Every piece calls the model's own submodules in the order :class:`lsegrt.model.net.ImageEncoder`
+does, so running them in order computes exactly what the encoder computes (tested bit for bit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import l2_normalize
+from .net import ImageEncoder
+from .resnet import ResNetBackbone
+
+
+class _ViTSegment(nn.Module):
+    """Blocks ``first..last`` of the ViT trunk; the first segment also casts and embeds the image."""
+
+    def __init__(self, trunk: nn.Module, first: int, last: int, dtype: torch.dtype | None):
+        super().__init__()
+        self.trunk = trunk if dtype is not None else None  # only the first segment embeds
+        self.blocks = nn.ModuleList(trunk.blocks[first:last + 1])
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trunk is not None:
+            t = self.trunk
+            x = t.patch_embed(x.to(self.dtype))
+            gh, gw = x.shape[-2], x.shape[-1]
+            x = x.flatten(2).transpose(1, 2)
+            cls = t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
+            x = torch.cat([cls, x], dim=1) + t.resized_pos_embed(gh, gw).to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class _ResNetSegment(nn.Module):
+    def __init__(self, layer: nn.Module, dtype: torch.dtype | None):
+        super().__init__()
+        self.layer, self.dtype = layer, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x if self.dtype is None else x.to(self.dtype))
+
+
+class _Branch(nn.Module):
+    """Tap k → reassemble (ViT) → layerK_rn → refinenetK.resConfUnit1 (not for the last tap)."""
+
+    def __init__(self, post: nn.Module | None, project: nn.Module, unit: nn.Module | None):
+        super().__init__()
+        self.post, self.project, self.unit = post, project, unit
+
+    def forward(self, tap: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+        x = self.post(tap, gh, gw) if self.post is not None else tap
+        x = self.project(x)
+        return self.unit(x) if self.unit is not None else x
+
+
+class _Tail(nn.Module):
+    """refinenet4 … refinenet1 on the branches' outputs, head1, fp32 L2 norm, float32 out."""
+
+    def __init__(self, scratch: nn.Module):
+        super().__init__()
+        self.scratch = scratch
+
+    def forward(self, b4: torch.Tensor, s3: torch.Tensor, s2: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        sc = self.scratch
+        p = sc.refinenet4.fuse(b4)
+        p = sc.refinenet3.fuse(p, s3)
+        p = sc.refinenet2.fuse(p, s2)
+        p = sc.refinenet1.fuse(p, s1)
+        return l2_normalize(sc.head1(p), dim=1).float()
+
+
+@dataclass(frozen=True)
+class SplitEncoder:
+    """Four backbone segments (segment k: previous tap → tap k, the first from the float32 image), four
+    branches (tap k, gh, gw → what the decoder needs of it) and the tail (b4, s3, s2, s1 → output).
+    ``patch``: the ViT patch stride, for the token grid the branches reshape to (None for ResNet)."""
+
+    segments: tuple[nn.Module, ...]
+    branches: tuple[nn.Module, ...]
+    tail: nn.Module
+    patch: int | None
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """(gh, gw) of an input of this size (0, 0 for ResNet, whose branches take no grid)."""
+        return (height // self.patch, width // self.patch) if self.patch else (0, 0)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """The pieces one after another (what the encoder computes; no streams)."""
+        gh, gw = self.grid(*image.shape[-2:])
+        x, feats = image, []
+        for segment, branch in zip(self.segments, self.branches):
+            x = segment(x)
+            feats.append(branch(x, gh, gw))
+        s1, s2, s3, b4 = feats
+        return self.tail(b4, s3, s2, s1)
+
+
+def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32) -> SplitEncoder:
+    """``encoder`` (weights already in ``dtype``) cut at its four taps; the first segment casts the
+    float32 image to ``dtype``, the tail returns float32 (as :class:`lsegrt.model.net.CastEncoder`)."""
+    sc = encoder.scratch
+    projects = (sc.layer1_rn, sc.layer2_rn, sc.layer3_rn, sc.layer4_rn)
+    units = (sc.refinenet1.resConfUnit1, sc.refinenet2.resConfUnit1, sc.refinenet3.resConfUnit1, None)
+    bb = encoder.pretrained
+    if isinstance(bb, ResNetBackbone):
+        layers = (bb.layer1, bb.layer2, bb.layer3, bb.layer4)
+        segments = tuple(_ResNetSegment(layer, dtype if k == 0 else None) for k, layer in enumerate(layers))
+        posts: tuple = (None,) * 4
+        patch = None
+    else:
+        trunk = bb.model
+        bounds = (-1, *trunk.taps)
+        segments = tuple(_ViTSegment(trunk, bounds[k] + 1, bounds[k + 1], dtype if k == 0 else None)
+                         for k in range(4))
+        posts = (bb.act_postprocess1, bb.act_postprocess2, bb.act_postprocess3, bb.act_postprocess4)
+        patch = trunk.patch_embed.proj.stride[0]
+    branches = tuple(_Branch(p, c, u) for p, c, u in zip(posts, projects, units))
+    return SplitEncoder(segments, branches, _Tail(sc), patch)

@@ -1,0 +1,63 @@
+"""The compile backend's `overlap` path and the `fast` bundle on the CPU: same features as the encoder,
+several input shapes, the caller's model untouched, and their option rules. (On a GPU the pieces also
+run on two streams inside one CUDA graph: measured in docs/BENCHMARKS.md.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lsegrt
+from lsegrt.backends.compiled import CompileOptions
+from lsegrt.backends.overlap import OverlapGraph
+from lsegrt.errors import LsegError
+from lsegrt.model.branches import split_encoder
+
+
+def test_overlap_graph_on_the_cpu_runs_the_pieces_in_order(tiny_vit):
+    enc = tiny_vit.net.image_encoder().eval()
+    graph = OverlapGraph(split_encoder(enc), lambda m: m, torch.device("cpu"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(graph(x), enc(x))
+
+
+def test_fast_compile_matches_the_encoder_for_more_shapes_than_dynamos_default_limit(tiny_vit):
+    """Four segments share one forward, so each shape costs four Dynamo entries of it: three shapes
+    (12 entries) pass the default limit of 8 only because the limit is scaled while pieces compile."""
+    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_vit)
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True) as enc:
+        opts = enc.describe()["options"]
+        assert opts["overlap"] and opts["patch_gemm"] and opts["gelu_epilogue"] and opts["channels_last"]
+        for shape in ((1, 3, 64, 64), (2, 3, 64, 96), (1, 3, 96, 64)):
+            x = torch.randn(shape)
+            torch.testing.assert_close(enc(x), ref(x), rtol=1e-5, atol=1e-5)
+    switched = [m for m in tiny_vit.net.modules() if getattr(m, "as_gemm", False) or getattr(m, "gelu_epilogue", False)]
+    assert switched == []  # the switches were set on the backend's own copy
+
+
+def test_overlap_serves_resnet_too(tiny_rn):
+    x = torch.randn(1, 3, 64, 64)
+    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_rn)(x)
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_rn, overlap=True) as enc:
+        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_fills_only_what_the_caller_left_unset():
+    opts = CompileOptions.parse({"fast": True, "channels_last": False})
+    assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last) == (True, True, True, False)
+    stock = CompileOptions.parse({})
+    assert (stock.overlap, stock.patch_gemm, stock.gelu_epilogue, stock.fast) == (False, False, False, False)
+    # overlap compiles its pieces without Inductor's CUDA graphs: the whole call is one graph of its own
+    assert CompileOptions.parse({"overlap": True, "cuda_graph": True}).effective_mode == "default"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"overlap": True, "dynamic": True}, "cannot be dynamic"),
+    ({"overlap": True, "mode": "max-autotune"}, "leave mode unset"),
+    ({"fast": "yes"}, "fast='yes': expected true or false"),
+    ({"patch_gemm": 1}, "patch_gemm=1: expected true or false"),
+])
+def test_overlap_option_rules(options, message):
+    with pytest.raises(LsegError, match=message):
+        CompileOptions.parse(options)
