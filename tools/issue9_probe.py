@@ -157,6 +157,28 @@ def env_info(cpu: bool) -> dict:
     return env
 
 
+def graph_ms(fn, calls: int = 24):
+    """(median ms per call, 4 decimals; last output) of ``calls`` calls of ``fn`` captured in one CUDA graph, 20 replays."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            out = fn()
+    times = []
+    for _ in range(20):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        graph.replay()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b) / calls)
+    return round(sorted(times)[len(times) // 2], 4), out
+
+
 def sdpa_bench(res: dict, sizes: list[int]) -> None:
     """Each SDPA kernel family at ViT-L/16's token counts: 24 calls captured in a CUDA graph, replayed."""
     import torch
@@ -172,22 +194,7 @@ def sdpa_bench(res: dict, sizes: list[int]) -> None:
             row = {"size": s, "tokens": n, "family": name}
             try:
                 with sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext():
-                    for _ in range(3):
-                        F.scaled_dot_product_attention(q, k, v)
-                    torch.cuda.synchronize()
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
-                        for _ in range(24):
-                            F.scaled_dot_product_attention(q, k, v)
-                times = []
-                for _ in range(20):
-                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    a.record()
-                    graph.replay()
-                    b.record()
-                    torch.cuda.synchronize()
-                    times.append(a.elapsed_time(b) / 24)
-                ms = sorted(times)[len(times) // 2]
+                    ms, _ = graph_ms(lambda: F.scaled_dot_product_attention(q, k, v))
                 row.update(ms=round(ms, 4), tflops=round(4 * n * n * 64 * 16 / ms / 1e9, 1))
             except Exception as exc:
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -199,24 +206,6 @@ def micro_bench(res: dict) -> None:
     the 16×16 patch-embedding convolution vs the same product as a GEMM: 24 calls per CUDA graph."""
     import torch
     import torch.nn.functional as F
-
-    def graph_ms(fn, calls=24):
-        for _ in range(3):
-            fn()
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for _ in range(calls):
-                out = fn()
-        times = []
-        for _ in range(20):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            graph.replay()
-            b.record()
-            torch.cuda.synchronize()
-            times.append(a.elapsed_time(b) / calls)
-        return round(sorted(times)[len(times) // 2], 4), out
 
     h = torch.float16
     for m in (577, 4097):

@@ -42,13 +42,7 @@ class _Embed(nn.Module):
         self.trunk, self.dtype = trunk, dtype
 
     def forward(self, image):
-        t = self.trunk
-        x = t.patch_embed(image.to(self.dtype))
-        gh, gw = x.shape[-2], x.shape[-1]
-        x = x.flatten(2).transpose(1, 2)
-        cls = t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-        x = torch.cat([cls, x], dim=1) + t.resized_pos_embed(gh, gw).to(x.dtype)
-        return x, gh, gw
+        return self.trunk.embed(image.to(self.dtype))
 
 
 class _Blocks(nn.Module):

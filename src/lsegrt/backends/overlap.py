@@ -92,6 +92,8 @@ class OverlapGraph:
                 self.forward(static_in)
         torch.cuda.current_stream(self.device).wait_stream(warm)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local, as Inductor's own CUDA graphs: the extraction pipeline copies the next batch to the
+        # GPU from another thread while this one may be capturing
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.forward(static_in)
         return graph, static_in, static_out

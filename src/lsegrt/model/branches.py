@@ -37,12 +37,7 @@ class _ViTSegment(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.trunk is not None:
-            t = self.trunk
-            x = t.patch_embed(x.to(self.dtype))
-            gh, gw = x.shape[-2], x.shape[-1]
-            x = x.flatten(2).transpose(1, 2)
-            cls = t.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-            x = torch.cat([cls, x], dim=1) + t.resized_pos_embed(gh, gw).to(x.dtype)
+            x = self.trunk.embed(x.to(self.dtype))[0]
         for block in self.blocks:
             x = block(x)
         return x

@@ -85,13 +85,17 @@ class ViTTrunk(nn.Module):
         grid = grid.flatten(2).transpose(1, 2)
         return torch.cat([cls_pos, grid], dim=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int]:
-        """(B,3,H,W) → the residual stream after each tap block, (B, 1+gh·gw, D) each, and (gh, gw)."""
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(B,3,H,W) → tokens (B, 1+gh·gw, D): patches, class token, resized position embedding; (gh, gw)."""
         x = self.patch_embed(x)
         gh, gw = x.shape[-2], x.shape[-1]
         x = x.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-        x = torch.cat([cls, x], dim=1) + self.resized_pos_embed(gh, gw).to(x.dtype)
+        return torch.cat([cls, x], dim=1) + self.resized_pos_embed(gh, gw).to(x.dtype), gh, gw
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int]:
+        """(B,3,H,W) → the residual stream after each tap block, (B, 1+gh·gw, D) each, and (gh, gw)."""
+        x, gh, gw = self.embed(x)
         taps = []
         for i, block in enumerate(self.blocks):
             x = block(x)
