@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 9 measurements for docs/BENCHMARKS.md on the lent GPU: stock torch.compile, and when CAND holds
-# compile options (e.g. CAND="--option autotune=gemm") stock vs those options in the same call; fp16,
+# compile options (e.g. CAND="--option fast=true") stock vs those options in the same call; fp16,
 # CUDA graph, static shapes. Phases run in the order given; pick them so one call stays inside the
 # 10-minute limit (estimates for ViT-L/16 on an H200 in brackets; RN101 compiles faster):
 #

@@ -60,19 +60,52 @@ def test_gemm_tile_filter_matches_inductors_descriptions():
 
 
 # -- saved builds ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def saved_build(tmp_path_factory):
+def _build(root: Path, *extra: str) -> tuple[Path, Path]:
     """`lsegrt build --backend compile` of vit_tiny (CPU, fp32, 1x64x64) in a subprocess with its own
     Inductor cache → (file, build cache dir)."""
-    root = tmp_path_factory.mktemp("compiled")
     out, cache = root / "tiny.compiled", root / "inductor-build"
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "LSEGRT_CACHE": str(root / "lsegrt")}
     cmd = [sys.executable, "-m", "lsegrt", "build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
-           "--precision", "fp32", "--shape", "1x64x64", "--out", str(out)]
+           "--precision", "fp32", "--shape", "1x64x64", *extra, "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "built in" in proc.stdout
     return out, cache
+
+
+@pytest.fixture(scope="module")
+def saved_build(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("compiled"))
+
+
+def _first_call_in_a_fresh_process(out: Path, build_cache: Path, tmp: Path, options: dict) -> dict:
+    """Open the saved build in a new process whose Inductor cache holds the build's compiled C++ kernels
+    (on a CPU they are not part of the saved artifacts; on a GPU the Triton kernels are) but none of its
+    graph caches, so a graph can only come from the saved file; run one call; its counters and error."""
+    fresh = tmp / "inductor-load"
+    shutil.copytree(build_cache, fresh, ignore=shutil.ignore_patterns("fxgraph", "aotautograd"))
+    assert not (fresh / "fxgraph").exists() and not (fresh / "aotautograd").exists()
+    code = textwrap.dedent(f"""
+        import json, time, torch, lsegrt
+        from torch._dynamo.utils import counters
+        t = time.perf_counter()
+        model = lsegrt.random_model("vit_tiny")
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        enc = lsegrt.Encoder.open("compile", checkpoint=model, engine={str(out)!r}, **{options!r})
+        y = enc(x)
+        first_s = time.perf_counter() - t
+        err = float((y - model.encode_image(x)).abs().max())
+        print(json.dumps({{"first_s": first_s, "err": err, "inductor": dict(counters["inductor"]),
+                          "aot": dict(counters["aot_autograd"]), "engine": enc.describe().get("engine")}}))
+    """)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(fresh)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["err"] < 1e-4 and result["engine"] == str(out)
+    assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
+    assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
+    return result
 
 
 @pytest.mark.slow
@@ -90,35 +123,20 @@ def test_saved_build_records_what_it_was_built_for(saved_build):
 
 @pytest.mark.slow
 def test_saved_build_runs_in_a_fresh_process_without_recompiling(saved_build, tmp_path):
-    out, build_cache = saved_build
-    # The load's Inductor cache: the build's compiled C++ kernels (on a CPU they are not part of the
-    # saved artifacts; on a GPU the Triton kernels are) but none of its graph caches, so a graph can
-    # only come from the saved file.
-    fresh = tmp_path / "inductor-load"
-    shutil.copytree(build_cache, fresh, ignore=shutil.ignore_patterns("fxgraph", "aotautograd"))
-    assert not (fresh / "fxgraph").exists() and not (fresh / "aotautograd").exists()
-    code = textwrap.dedent(f"""
-        import json, time, torch, lsegrt
-        from torch._dynamo.utils import counters
-        t = time.perf_counter()
-        model = lsegrt.random_model("vit_tiny")
-        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-        enc = lsegrt.Encoder.open("compile", checkpoint=model, engine={str(out)!r})
-        y = enc(x)
-        first_s = time.perf_counter() - t
-        err = float((y - model.encode_image(x)).abs().max())
-        print(json.dumps({{"first_s": first_s, "err": err, "inductor": dict(counters["inductor"]),
-                          "aot": dict(counters["aot_autograd"]), "engine": enc.describe().get("engine")}}))
-    """)
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(fresh)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["err"] < 1e-4 and result["engine"] == str(out)
+    result = _first_call_in_a_fresh_process(*saved_build, tmp_path, {})
     hits = result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0)
     assert hits >= 1, result
-    assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
-    assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
+
+
+@pytest.mark.slow
+def test_saved_fast_build_loads_every_piece_in_a_fresh_process(tmp_path):
+    """fast=true compiles the encoder as pieces (4 segments, 4 branches, a tail): all come from the file."""
+    (tmp_path / "build").mkdir()
+    out, cache = _build(tmp_path / "build", "--option", "fast=true")
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["request"]["options"]["overlap"] is True and side["info"]["artifacts"]["inductor"] >= 5
+    result = _first_call_in_a_fresh_process(out, cache, tmp_path, {"fast": True})
+    assert result["aot"].get("autograd_cache_hit", 0) >= 5, result  # one per distinct piece graph
 
 
 @pytest.mark.slow
