@@ -112,6 +112,29 @@ def test_thresholds_and_sides():
         cmp.parse_side("tensorflow:fp16")
     with pytest.raises(LsegError, match="precision"):
         cmp.parse_side("torch:fp8")
+
+
+def test_a_side_carries_its_own_options():
+    side = cmp.parse_side("compile:fp16:fast=true,cuda_graph=true@dir/x.compiled")
+    assert side == cmp.Side("compile", "fp16", "dir/x.compiled", {"fast": True, "cuda_graph": True})
+    assert side.label == "compile:fp16:fast=true,cuda_graph=true@x.compiled"
+    assert cmp.parse_side("compile:fp16").label != cmp.parse_side("compile:fp16:fast=true").label
+    with pytest.raises(LsegError, match="unknown option bogus"):
+        cmp.parse_side("compile:fp16:bogus=1")
+    with pytest.raises(LsegError, match="fast='maybe'"):
+        cmp.parse_side("compile:fp16:fast=maybe")
+    with pytest.raises(LsegError, match="not KEY=VALUE"):
+        cmp.parse_side("compile:fp16:fast")
+
+
+def test_stock_and_fast_compile_side_by_side(tiny_vit, images):
+    """Per-side options override the shared set: each pair's encoder reports its own."""
+    report = cmp.compare(tiny_vit, [cmp.parse_side("compile:fp32"), cmp.parse_side("compile:fp32:fast=true")],
+                         images[:1], [64], options={"fast": False})
+    stock, fast = report["pairs"]
+    assert stock["encoder"]["options"]["overlap"] is False and fast["encoder"]["options"]["overlap"] is True
+    assert stock["candidate"] == "compile:fp32" and fast["candidate"] == "compile:fp32:fast=true"
+    assert report["passed"], [p["failures"] for p in report["pairs"]]
     assert cmp.failures({"mean_cosine": 0.5, "p01_cosine": 0.1, "agreement": 50.0},
                         {"min_cosine": 0.9, "min_p01": None, "min_agreement": 99.0}) == [
         "mean cosine 0.5000000 < 0.9", "label agreement % 50.000 < 99.0"]

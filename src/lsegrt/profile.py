@@ -96,23 +96,13 @@ def _fmt_value(v: Any) -> str:
 
 def parse_candidate(text: str, defaults: dict[str, Any] | None = None) -> Candidate:
     """Parse a candidate spec; ``defaults`` (e.g. from --cuda-graph/--option) apply unless overridden."""
-    from .backends.base import check_precision, option_value
+    from .backends.base import check_precision, parse_spec
 
-    backend, *rest = str(text).split(":", 2)
+    backend, precision, given = parse_spec(text)
     if backend not in PROFILED_BACKENDS:
         raise LsegError(f"candidate {text!r}: profile runs the PyTorch backends {', '.join(PROFILED_BACKENDS)} "
                         "(engines such as TensorRT have their own profilers)")
-    precision = rest[0] if rest and rest[0] else "fp32"
-    check_precision(precision)
-    options = dict(defaults or {})
-    for item in re.split(r"[,:]", rest[1]) if len(rest) > 1 else []:
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LsegError(f"candidate {text!r}: option {item!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = option_value(value.strip())
-    return Candidate(backend, precision, options)
+    return Candidate(backend, check_precision(precision or "fp32"), {**(defaults or {}), **given})
 
 
 # -- profiler events -------------------------------------------------------------------------------

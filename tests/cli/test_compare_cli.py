@@ -57,3 +57,5 @@ def test_user_errors(tmp_path, compare_cli):
     assert code == 2 and "--candidate" in err
     code, _, err = compare_cli("--variant", "vit_tiny", "--candidate", "tensorflow", "--out", tmp_path)
     assert code == 2 and "unknown backend" in err
+    code, _, err = compare_cli("--variant", "vit_tiny", "--candidate", "compile:fp32:frezing=true", "--out", tmp_path)
+    assert code == 2 and "unknown option frezing" in err and err.count("\n") == 1

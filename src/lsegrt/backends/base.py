@@ -12,6 +12,7 @@ for every other and `compare` can diff them directly.
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -154,6 +155,21 @@ def _variants() -> tuple:
     from ..model.config import VARIANTS
 
     return tuple(VARIANTS)
+
+
+def parse_spec(text: str) -> tuple[str, str | None, dict[str, Any]]:
+    """``BACKEND[:PREC][:KEY=VALUE,...]`` (options split by ``,`` or ``:``) → (backend, precision or None,
+    options with typed values). Only the form is checked here; names and values are the backend's."""
+    backend, *rest = str(text).split(":", 2)
+    options: dict[str, Any] = {}
+    for item in re.split(r"[,:]", rest[1]) if len(rest) > 1 else []:
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise LsegError(f"candidate {text!r}: option {item!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = option_value(value.strip())
+    return backend, (rest[0] or None) if rest else None, options
 
 
 def options_for(backend: str, options: Mapping[str, Any] | None, sweep: Iterable[str] = ()) -> dict[str, Any]:

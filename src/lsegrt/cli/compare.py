@@ -8,6 +8,7 @@ pair makes the exit code 1 (for CI).
 
   lsegrt compare --candidate onnxruntime:fp32 --candidate torch:fp16
   lsegrt compare --candidate tensorrt:fp16@lseg_fp16.engine --checkpoint demo_e200.ckpt photos/
+  lsegrt compare --candidate compile:fp16 --candidate compile:fp16:fast=true --cuda-graph   # per-side options
   lsegrt compare --checkpoints a.ckpt b.ckpt c.ckpt        # cross-checkpoint similarity, same variant
 
 Writes DIR/compare.json and PNGs per pair (first image × size, or all with --all-pictures): the
@@ -33,9 +34,10 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="image files, folders or sample:NAME (default: sample:chelsea sample:astronaut sample:coffee)")
-    p.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][@ENGINE]",
-                   help="encoder to check, e.g. onnxruntime:fp32, torch:fp16, tensorrt:fp16@x.engine (repeatable)")
-    p.add_argument("--reference", default="torch:fp32", metavar="BACKEND[:PREC][@ENGINE]",
+    p.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
+                   help="encoder to check, e.g. onnxruntime:fp32, torch:fp16, compile:fp16:fast=true, "
+                        "tensorrt:fp16@x.engine (repeatable; its options add to --option)")
+    p.add_argument("--reference", default="torch:fp32", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
                    help="what candidates are compared with (default: torch:fp32, eager)")
     p.add_argument("--checkpoint", metavar="CKPT",
                    help="checkpoint file or random:VARIANT[:seedK] (default: random weights of --variant)")
