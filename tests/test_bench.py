@@ -158,3 +158,21 @@ def test_no_plot_when_everything_failed(tiny_vit, tmp_path):
     recs = list(bench.sweep([tiny_vit], ["tensorrt"], ["fp32"], [(64, 64)], [1], "cpu", timing=FAST))
     paths = bench.write_outputs(recs, {"device": "cpu"}, {}, tmp_path)
     assert paths["png"] is None and paths["json"].exists() and paths["csv"].exists()
+
+
+def test_candidates_run_in_order_with_their_own_options_and_a_speedup_against_the_first(tiny_vit):
+    from lsegrt.backends.base import parse_candidate
+
+    cands = [parse_candidate("torch"), parse_candidate("compile:fp32:overlap=true"), parse_candidate("torch:fp32")]
+    recs = list(bench.sweep([tiny_vit], [], [], [(64, 64)], [1, 2], "cpu", timing=FAST, candidates=cands))
+    assert [(r.candidate, r.batch) for r in recs] == [
+        ("torch:fp32", 1), ("torch:fp32", 2), ("compile:fp32:overlap=true", 1), ("compile:fp32:overlap=true", 2),
+        ("torch:fp32", 1), ("torch:fp32", 2)]
+    assert all(r.ok for r in recs), [r.error for r in recs]
+    assert recs[2].encoder["options"]["overlap"] is True and recs[2].backend == "compile"
+    base = {r.batch: r.latency_ms for r in recs[:2]}
+    for r in recs:
+        assert r.speedup_vs_first == pytest.approx(base[r.batch] / r.latency_ms)
+    assert recs[0].speedup_vs_first == 1.0
+    assert bench.count_configs([tiny_vit], [], [], [(64, 64)], [1, 2], cands) == 6
+    assert "candidate" in bench.FIELDS and bench.FIELDS["speedup_vs_first"] == "float?"

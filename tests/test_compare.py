@@ -105,9 +105,9 @@ def test_thresholds_and_sides():
     assert cmp.thresholds_for(["fp32", "fp32"]) == {"min_cosine": 0.99999, "min_p01": None, "min_agreement": None}
     assert cmp.thresholds_for(["fp32", "fp16"])["min_p01"] == 0.99
     assert cmp.thresholds_for(["fp32", "bf16"], {"min_cosine": 0.5, "min_p01": None})["min_cosine"] == 0.5
-    assert cmp.parse_side("tensorrt:fp16@dir/x.engine") == cmp.Side("tensorrt", "fp16", "dir/x.engine")
-    assert cmp.parse_side("onnxruntime") == cmp.Side("onnxruntime", "fp32", None)
-    assert cmp.Side("tensorrt", "fp16", "dir/x.engine").label == "tensorrt:fp16@x.engine"
+    assert cmp.parse_side("tensorrt:fp16@dir/x.engine") == cmp.Side("tensorrt", "fp16", engine="dir/x.engine")
+    assert cmp.parse_side("onnxruntime") == cmp.Side("onnxruntime", "fp32")
+    assert cmp.Side("tensorrt", "fp16", engine="dir/x.engine").label == "tensorrt:fp16@x.engine"
     with pytest.raises(LsegError, match="unknown backend"):
         cmp.parse_side("tensorflow:fp16")
     with pytest.raises(LsegError, match="precision"):
@@ -116,8 +116,8 @@ def test_thresholds_and_sides():
 
 def test_a_side_carries_its_own_options():
     side = cmp.parse_side("compile:fp16:fast=true,cuda_graph=true@dir/x.compiled")
-    assert side == cmp.Side("compile", "fp16", "dir/x.compiled", {"fast": True, "cuda_graph": True})
-    assert side.label == "compile:fp16:fast=true,cuda_graph=true@x.compiled"
+    assert side == cmp.Side("compile", "fp16", {"fast": True, "cuda_graph": True}, engine="dir/x.compiled")
+    assert side.label == "compile:fp16:cuda_graph=true,fast=true@x.compiled"
     assert cmp.parse_side("compile:fp16").label != cmp.parse_side("compile:fp16:fast=true").label
     with pytest.raises(LsegError, match="unknown option bogus"):
         cmp.parse_side("compile:fp16:bogus=1")

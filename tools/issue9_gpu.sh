@@ -4,8 +4,9 @@
 # CUDA graph, static shapes. Phases run in the order given; pick them so one call stays inside the
 # 10-minute limit (estimates for ViT-L/16 on an H200 in brackets; RN101 compiles faster):
 #
-#   bench:V          lsegrt bench stock [and CAND], batch 1 and 8, 384 / 480x640 / 1024  [~3 min per set]
-#   compare:V        lsegrt compare compile:fp16 stock [and CAND] vs fp32 eager, bundled photos, 384 + 480x640
+#   bench:V          lsegrt bench --candidate stock [--candidate CAND], batch 1 and 8, 384 / 480x640 / 1024
+#                    (one table, "× first" = speedup over stock)                         [~3 min per set]
+#   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
@@ -16,8 +17,8 @@
 #
 #   bash tools/issue9_gpu.sh bench:vit_l16                      # one call
 #   bash tools/issue9_gpu.sh compare:vit_l16 first:vit_l16      # another
-# Outputs (≤ 8 files per call) straight under $OUT: bench_issue9_{stock,cand}_V.json,
-# compare_issue9_{stock,cand}_V.json, profile9_V_S.json (+ .png), first9_V.json. The .whl wheels (open_clip
+# Outputs (≤ 8 files per call) straight under $OUT: bench_issue9_V.json,
+# compare_issue9_V.json, profile9_V_S.json (+ .png), first9_V.json. The .whl wheels (open_clip
 # etc., as for tools/gpu_run.sh) are installed when present. CPU dry run:
 #   GPU_RUN_CPU=1 OUT=/tmp/g bash tools/issue9_gpu.sh bench:vit_tiny profile:vit_tiny:64 first:vit_tiny
 set -uo pipefail
@@ -31,7 +32,7 @@ SIZES="--size 384 --size 480x640 --size 1024"
 CG="--cuda-graph"; DEV=""; PREC="fp16"; FID="--size 384 --size 480x640"; SHAPE="1x384x384"; FSIZE=384
 if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
   SIZES="--size 64 --size 64x96"; CG=""; DEV="--device cpu"; PREC="fp32"; FID="--size 64"; SHAPE="1x64x64"
-  FSIZE=64; T="--min-seconds 0.1 --max-iters 3 --warmup-seconds 0"
+  FSIZE=64; T="--min-seconds 0.1 --max-iters 5 --warmup-seconds 0"
 fi
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn -e "^[WE][0-9]" -e AUTOTUNE -e triton_mm -e " ms [0-9.]*% "; }
 stamp() { echo "=== $(date -u +%T) $*"; }
@@ -39,20 +40,18 @@ for phase in "$@"; do
   IFS=: read -r name v s <<< "$phase"
   stamp "$phase"
   case $name in
-    bench)
-      for c in stock ${CAND:+cand}; do
-        opts=""; [ $c = cand ] && opts=$CAND
-        timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" --backend compile --precision $PREC --batch 1 --batch 8 \
-          $CG $opts $SIZES $T $DEV --out "/tmp/b9_${c}_$v" 2>&1 | quiet | tail -12
-        cp "/tmp/b9_${c}_$v/bench.json" "$OUT/bench_issue9_${c}_$v.json"
-      done ;;
-    compare)
-      for c in stock ${CAND:+cand}; do
-        opts=""; [ $c = cand ] && opts=$CAND
-        timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" --candidate compile:$PREC $FID $CG $opts $DEV \
-          --out "/tmp/c9_${c}_$v" 2>&1 | quiet | tail -8
-        cp "/tmp/c9_${c}_$v/compare.json" "$OUT/compare_issue9_${c}_$v.json"
-      done ;;
+    bench)  # one table: stock first, then CAND as its own candidate ("× first" = speedup over stock)
+      cands=(--candidate "compile:$PREC")
+      [ -n "$CAND" ] && cands+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
+      timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${cands[@]}" --batch 1 --batch 8 \
+        $CG $SIZES $T $DEV --out "/tmp/b9_$v" 2>&1 | quiet | tail -16
+      cp "/tmp/b9_$v/bench.json" "$OUT/bench_issue9_$v.json" ;;
+    compare)  # stock and CAND against one fp32 eager reference, one table
+      cands=(--candidate "compile:$PREC")
+      [ -n "$CAND" ] && cands+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
+      timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" "${cands[@]}" $FID $CG $DEV \
+        --out "/tmp/c9_$v" 2>&1 | quiet | tail -12
+      cp "/tmp/c9_$v/compare.json" "$OUT/compare_issue9_$v.json" ;;
     profile)
       cg=""; [ -n "$CG" ] && cg=",cuda_graph=true"
       second=()

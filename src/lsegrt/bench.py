@@ -89,6 +89,7 @@ class BenchRecord:
     variant: str
     backend: str
     precision: str
+    candidate: str  # backend:precision[:options][@engine], as bench --candidate names it
     size: int | str  # side of a square input, else "HxW"
     height: int
     width: int
@@ -104,6 +105,7 @@ class BenchRecord:
     host_ms: Stats | None = None  # perf_counter around each call (the latency on the CPU)
     images_per_s: float | None = None  # batch / p50 latency (GPU time on CUDA, host time on CPU)
     images_per_s_sustained: float | None = None  # batch · iters / span of the whole timed loop
+    speedup_vs_first: float | None = None  # first candidate's p50 / this p50, same model, size and batch
     h2d_ms: float | None = None
     d2h_ms: float | None = None
     h2d_gbps: float | None = None
@@ -342,10 +344,12 @@ def measure(encoder, model, h: int, w: int, batch: int, timing: Timing = Timing(
 
 
 # -- the sweep -------------------------------------------------------------------------------------
-def empty_record(model, backend: str, precision: str, h: int, w: int, batch: int, device) -> BenchRecord:
+def empty_record(model, backend: str, precision: str, h: int, w: int, batch: int, device,
+                 candidate: str | None = None) -> BenchRecord:
     return BenchRecord(
         model=model.name, checkpoint=str(model.file) if model.file else None, variant=model.variant,
-        backend=backend, precision=precision, size=size_label(h, w), height=h, width=w, batch=batch,
+        backend=backend, precision=precision, candidate=candidate or f"{backend}:{precision}",
+        size=size_label(h, w), height=h, width=w, batch=batch,
         device=str(device), timer="cuda_events" if torch.device(device).type == "cuda" else "perf_counter",
         input_mb=batch * 3 * h * w * 4 / 2**20, output_mb=batch * 512 * (h // 2) * (w // 2) * 4 / 2**20,
     )
@@ -372,72 +376,82 @@ def _add_flops(rec: BenchRecord, env_peak: dict[str, float] | None) -> None:
             rec.pct_fp16_peak = 100.0 * rec.tflops_per_s / env_peak["fp16"]
 
 
-def count_configs(models, backends, precisions, sizes, batches) -> int:
-    return len(models) * len(backends) * len(precisions) * len(sizes) * len(batches)
+def count_configs(models, backends, precisions, sizes, batches, candidates=None) -> int:
+    runs = len(candidates) if candidates else len(backends) * len(precisions)
+    return len(models) * runs * len(sizes) * len(batches)
 
 
 def sweep(
     models: Sequence[Any], backends: Sequence[str], precisions: Sequence[str],
     sizes: Sequence[tuple[int, int]], batches: Sequence[int], device: str | torch.device = "cpu",
     engine: str | None = None, options: dict[str, Any] | None = None, timing: Timing = Timing(),
-    peak: dict[str, float] | None = None,
+    peak: dict[str, float] | None = None, candidates: Sequence[Any] | None = None,
 ) -> Iterator[BenchRecord]:
     """Yield one :class:`BenchRecord` per configuration, in order; failures have ``status="error"``.
 
     ``models``: paths, ``random:VARIANT[:seedK]`` specs or LSegModels, loaded one at a time.
+    What runs: ``backends`` × ``precisions``, or instead ``candidates``
+    (:class:`lsegrt.backends.base.Candidate`, each with its own options and engine), in order.
     ``options`` go to every :meth:`Encoder.open` that declares them (e.g. ``cuda_graph=True``; see
-    :func:`lsegrt.backends.base.options_for`).
+    :func:`lsegrt.backends.base.options_for`); a candidate's own options override them. Each record's
+    ``speedup_vs_first`` compares it with the first run at the same model, size and batch.
     """
     from .api import model_from_spec
-    from .backends.base import Encoder, check_precision, options_for
+    from .backends.base import Candidate, Encoder, check_precision, options_for
 
     device = torch.device(device)
-    for p in precisions:
-        check_precision(p)
+    runs = list(candidates) if candidates else [Candidate(b, check_precision(p)) for b in backends for p in precisions]
     for b in batches:
         if int(b) < 1:
             raise LsegError(f"batch size {b}: must be at least 1")
     check_model_specs(models)
-    per_backend = {b: options_for(b, options, backends) for b in backends}
+    names = [r.backend for r in runs]
+    per_backend = {b: options_for(b, options, names) for b in names}
+    first: dict[tuple, float] = {}
     for spec in models:
         model = model_from_spec(spec, device)
-        for backend in backends:
-            for precision in precisions:
-                encoder, open_error = None, None
-                try:
-                    encoder = Encoder.open(backend, checkpoint=model, device=device, precision=precision,
-                                           engine=engine if backend in ENGINE_BACKENDS else None,
-                                           **per_backend[backend])
-                    described = encoder.describe()
-                except Exception as exc:
-                    open_error, described = error_text(exc), {}
-                for h, w in sizes:
-                    for batch in batches:
-                        rec = empty_record(model, backend, precision, h, w, int(batch), device)
-                        rec.encoder = described
-                        # what runs, as the backend tells it (describe() first, else its attribute)
-                        rec.cuda_graph = bool(described.get("cuda_graph", getattr(encoder, "cuda_graph", False)))
-                        if (options or {}).get("cuda_graph") and not rec.cuda_graph:
-                            rec.notes = f"cuda_graph requested; the {backend} backend does not report using one"
-                        if open_error:
-                            rec.error = open_error
-                        else:
-                            try:
-                                measured = measure(encoder, model, h, w, int(batch), timing)
-                                rec.gpu_ms, rec.host_ms = Stats.take(measured, "gpu_ms"), Stats.take(measured, "host_ms")
-                                notes = "; ".join(n for n in (rec.notes, measured.pop("notes", None)) if n) or None
-                                for key, value in measured.items():
-                                    setattr(rec, key, value)
-                                rec.notes, rec.status = notes, "ok"
-                                _add_flops(rec, peak)
-                            except Exception as exc:
-                                rec.error = error_text(exc)
-                            _free(device)
-                        yield rec
-                if encoder is not None:
-                    encoder.close()
-                del encoder
-                _free(device)
+        for index, run in enumerate(runs):
+            backend, precision = run.backend, run.precision
+            encoder, open_error = None, None
+            try:
+                encoder = Encoder.open(backend, checkpoint=model, device=device, precision=precision,
+                                       engine=run.engine or (engine if backend in ENGINE_BACKENDS else None),
+                                       **{**per_backend[backend], **run.options})
+                described = encoder.describe()
+            except Exception as exc:
+                open_error, described = error_text(exc), {}
+            for h, w in sizes:
+                for batch in batches:
+                    rec = empty_record(model, backend, precision, h, w, int(batch), device, run.label)
+                    rec.encoder = described
+                    # what runs, as the backend tells it (describe() first, else its attribute)
+                    rec.cuda_graph = bool(described.get("cuda_graph", getattr(encoder, "cuda_graph", False)))
+                    if {**(options or {}), **run.options}.get("cuda_graph") and not rec.cuda_graph:
+                        rec.notes = f"cuda_graph requested; the {backend} backend does not report using one"
+                    if open_error:
+                        rec.error = open_error
+                    else:
+                        try:
+                            measured = measure(encoder, model, h, w, int(batch), timing)
+                            rec.gpu_ms, rec.host_ms = Stats.take(measured, "gpu_ms"), Stats.take(measured, "host_ms")
+                            notes = "; ".join(n for n in (rec.notes, measured.pop("notes", None)) if n) or None
+                            for key, value in measured.items():
+                                setattr(rec, key, value)
+                            rec.notes, rec.status = notes, "ok"
+                            _add_flops(rec, peak)
+                            slot = (spec if isinstance(spec, str) else id(spec), h, w, int(batch))
+                            if index == 0:
+                                first[slot] = rec.latency_ms
+                            if first.get(slot):
+                                rec.speedup_vs_first = first[slot] / rec.latency_ms
+                        except Exception as exc:
+                            rec.error = error_text(exc)
+                        _free(device)
+                    yield rec
+            if encoder is not None:
+                encoder.close()
+            del encoder
+            _free(device)
         del model
         _free(device)
 
@@ -476,7 +490,7 @@ def write_outputs(records: Sequence[BenchRecord], env: dict[str, Any], settings:
     if ok and plot:
         mixed = any(r.height != r.width for r in ok)
         rows = [{**r.to_dict(), "size": f"{r.height}x{r.width}" if mixed else r.height} for r in ok]
-        group = ("backend", "precision", "batch")
+        group = ("candidate", "batch")
         if len({r.model for r in ok}) > 1:
             group = ("model",) + group
         y = latency_column(ok)

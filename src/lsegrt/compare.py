@@ -17,13 +17,13 @@ never passes. Cross-checkpoint mode compares the eager fp32 features of several 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from .backends.base import Candidate, parse_candidate
 from .errors import LsegError
 from .report import error_text
 
@@ -39,35 +39,14 @@ THRESHOLDS: dict[str, dict[str, float | None]] = {
 _CHUNK = 1 << 23  # elements per float64 slice: bounds the metric's extra memory (~64 MB per tensor)
 
 
-@dataclass(frozen=True)
-class Side:
-    """One side of a comparison: ``backend[:precision][:KEY=VALUE,...][@engine]``; its own options are
-    added to (and override) the shared ``--option`` set, e.g. ``compile:fp16`` vs ``compile:fp16:fast=true``."""
-
-    backend: str
-    precision: str = "fp32"
-    engine: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        opts = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.options.items())
-        return (f"{self.backend}:{self.precision}" + (f":{opts}" if opts else "")
-                + (f"@{Path(self.engine).name}" if self.engine else ""))
+# One side of a comparison: ``backend[:precision][:KEY=VALUE,...][@engine]`` (the verbs' shared candidate).
+Side = Candidate
 
 
 def parse_side(text: str) -> Side:
     """``"onnxruntime"``, ``"torch:fp16"``, ``"compile:fp16:fast=true"``, ``"tensorrt:fp16@model.engine"``
     → :class:`Side`; the options are checked against the backend's own (one-line error otherwise)."""
-    from .backends.base import REGISTRY, backend_class, check_precision, parse_spec
-
-    spec, _, engine = str(text).partition("@")
-    backend, precision, options = parse_spec(spec)
-    if backend not in REGISTRY:
-        raise LsegError(f"candidate {text!r}: unknown backend {backend!r}; expected "
-                        f"backend[:precision][:KEY=VALUE,...][@engine] with backend one of {', '.join(REGISTRY)}")
-    backend_class(backend).check_options(options)
-    return Side(backend, check_precision(precision or "fp32"), engine or None, options)
+    return parse_candidate(text)
 
 
 def side_label(side: Any) -> str:

@@ -34,13 +34,14 @@ import dataclasses
 import re
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from .backends.base import Candidate
 from .errors import LsegError
 
 CLASSES = ("gemm", "attention", "conv", "elementwise", "copy", "other")
@@ -76,33 +77,16 @@ def classify(name: str) -> str:
 
 
 # -- candidates ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Candidate:
-    """``backend[:precision][:key=value,...]``, e.g. ``compile:fp16:autotune=gemm,cuda_graph=true``."""
-
-    backend: str
-    precision: str = "fp32"
-    options: dict = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        opts = ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(self.options.items()))
-        return f"{self.backend}:{self.precision}" + (f":{opts}" if opts else "")
-
-
-def _fmt_value(v: Any) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
 def parse_candidate(text: str, defaults: dict[str, Any] | None = None) -> Candidate:
-    """Parse a candidate spec; ``defaults`` (e.g. from --cuda-graph/--option) apply unless overridden."""
-    from .backends.base import check_precision, parse_spec
+    """:func:`lsegrt.backends.base.parse_candidate` for the backends profile runs (no engine files);
+    ``defaults`` (e.g. from --cuda-graph/--option) apply unless overridden."""
+    from .backends.base import parse_candidate as parse
 
-    backend, precision, given = parse_spec(text)
-    if backend not in PROFILED_BACKENDS:
+    backend = str(text).split(":", 1)[0]
+    if backend not in PROFILED_BACKENDS or "@" in str(text):
         raise LsegError(f"candidate {text!r}: profile runs the PyTorch backends {', '.join(PROFILED_BACKENDS)} "
-                        "(engines such as TensorRT have their own profilers)")
-    return Candidate(backend, check_precision(precision or "fp32"), {**(defaults or {}), **given})
+                        "without an engine file (engines such as TensorRT have their own profilers)")
+    return parse(text, defaults)
 
 
 # -- profiler events -------------------------------------------------------------------------------

@@ -63,3 +63,23 @@ def test_user_errors(tmp_path, bench_cli):
     assert code == 2 and "multiples of 32" in err
     code, _, err = bench_cli("--checkpoint", tmp_path / "missing.ckpt", "--device", "cpu", "--out", tmp_path)
     assert code == 2 and "checkpoint not found" in err and err.count("\n") == 1
+
+
+def test_candidates_compare_stock_and_fast_compile_in_one_table(tmp_path, bench_cli):
+    code, out, err = bench_cli("--variant", "vit_tiny", "--candidate", "compile:fp32", "--candidate",
+                               "compile:fp32:fast=true", "--size", "64", "--device", "cpu", *FAST, "--out", tmp_path)
+    assert code == 0, err
+    assert "compile:fp32:fast=true" in out and "× first" in out
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["settings"]["candidates"] == ["compile:fp32", "compile:fp32:fast=true"]
+    stock, fast = data["records"]
+    assert stock["speedup_vs_first"] == 1.0 and fast["speedup_vs_first"] > 0
+    assert fast["encoder"]["options"]["overlap"] is True and stock["encoder"]["options"]["overlap"] is False
+
+
+def test_candidate_errors_exit_2_before_any_work(tmp_path, bench_cli):
+    code, _, err = bench_cli("--candidate", "compile:fp32:bogus=1", "--out", tmp_path / "b")
+    assert code == 2 and "unknown option bogus" in err and err.count("\n") == 1
+    code, _, err = bench_cli("--candidate", "torch", "--backend", "compile", "--out", tmp_path / "b")
+    assert code == 2 and "drop --backend/--precision" in err
+    assert not (tmp_path / "b").exists()

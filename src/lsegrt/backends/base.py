@@ -15,7 +15,8 @@ import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -157,10 +158,35 @@ def _variants() -> tuple:
     return tuple(VARIANTS)
 
 
-def parse_spec(text: str) -> tuple[str, str | None, dict[str, Any]]:
-    """``BACKEND[:PREC][:KEY=VALUE,...]`` (options split by ``,`` or ``:``) → (backend, precision or None,
-    options with typed values). Only the form is checked here; names and values are the backend's."""
-    backend, *rest = str(text).split(":", 2)
+@dataclass(frozen=True)
+class Candidate:
+    """One encoder to run, as bench, compare and profile name it: ``BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]``
+    (e.g. ``compile:fp16:fast=true``, ``tensorrt:fp16@x.engine``). Its options add to, and override,
+    the verb's shared ``--option`` set."""
+
+    backend: str
+    precision: str = "fp32"
+    options: dict[str, Any] = field(default_factory=dict)
+    engine: str | None = None
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(self.options.items()))
+        return (f"{self.backend}:{self.precision}" + (f":{opts}" if opts else "")
+                + (f"@{Path(self.engine).name}" if self.engine else ""))
+
+
+SPEC = "BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]"
+
+
+def parse_candidate(text: str, defaults: Mapping[str, Any] | None = None) -> Candidate:
+    """A :class:`Candidate` from its text (options split by ``,`` or ``:``); ``defaults`` apply unless the
+    text overrides them. Backend, precision and option names/values are checked: one-line errors."""
+    spec, _, engine = str(text).partition("@")
+    backend, *rest = spec.split(":", 2)
+    if backend not in REGISTRY:
+        raise LsegError(f"candidate {text!r}: unknown backend {backend!r}; expected {SPEC} with backend one of "
+                        f"{', '.join(REGISTRY)}")
     options: dict[str, Any] = {}
     for item in re.split(r"[,:]", rest[1]) if len(rest) > 1 else []:
         if not item:
@@ -169,7 +195,9 @@ def parse_spec(text: str) -> tuple[str, str | None, dict[str, Any]]:
         if not sep or not key.strip():
             raise LsegError(f"candidate {text!r}: option {item!r} is not KEY=VALUE")
         options[key.strip().replace("-", "_")] = option_value(value.strip())
-    return backend, (rest[0] or None) if rest else None, options
+    backend_class(backend).check_options(options)
+    precision = check_precision((rest[0] if rest else "") or "fp32")
+    return Candidate(backend, precision, {**(defaults or {}), **options}, engine or None)
 
 
 def options_for(backend: str, options: Mapping[str, Any] | None, sweep: Iterable[str] = ()) -> dict[str, Any]:

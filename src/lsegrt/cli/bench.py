@@ -1,5 +1,11 @@
 """`lsegrt bench`: latency and throughput of image encoders over models × backends × precisions × sizes × batches.
 
+Instead of --backend × --precision, --candidate names each encoder with its own options, e.g. stock
+torch.compile against lsegrt's fast path in one run, with a "× first" column (first candidate's p50 ÷
+this p50, same model, size and batch):
+
+  lsegrt bench --candidate compile:fp16 --candidate compile:fp16:fast=true --cuda-graph --size 384 --size 1024
+
 Each configuration is warmed up, then timed with CUDA events on the current stream (GPU) or perf_counter
 around the synchronous call (CPU): at least --min-iters calls (default 5; never a percentile of one
 call), then until --min-seconds have passed or --max-iters calls are done. The "n" column is the count. Host→device
@@ -35,6 +41,9 @@ def add_parser(subparsers) -> None:
                    help="random weights of this architecture (timings do not depend on the weights)")
     g.add_argument("--backend", action="append", choices=list(REGISTRY), help="default: torch")
     g.add_argument("--precision", action="append", choices=list(PRECISIONS), help="default: fp32")
+    g.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
+                   help="instead of --backend/--precision: one encoder with its own options, e.g. "
+                        "compile:fp16:fast=true (repeatable, run in order; the first is the baseline)")
     g.add_argument("--size", action="append", type=exact_size_type, metavar="S|HxW",
                    help=f"square side S or exact HxW, multiples of 32 (default: {' '.join(map(str, DEFAULT_SIZES))})")
     g.add_argument("--batch", action="append", type=int, metavar="B", help="batch size (default: 1)")
@@ -89,18 +98,23 @@ def results_table(records: list, title: str):
     gpu = latency_column(records) == "gpu_ms_p50"
     prefix = "gpu_ms" if gpu else "host_ms"
     several = len({r.model for r in records}) > 1
+    runs = len({r.candidate for r in records}) > 1
+    named = any(r.candidate != f"{r.backend}:{r.precision}" for r in records)  # options or engines in the name
     table = Table(title=title, header_style="bold")
-    cols = (["model"] if several else []) + ["backend", "prec", "size", "batch", "n",
-            f"{'GPU' if gpu else 'host'} p50 ms", "mean ± std", "p90", "p99", "img/s"]
+    cols = (["model"] if several else []) + (["candidate"] if named else ["backend", "prec"]) + [
+        "size", "batch", "n", f"{'GPU' if gpu else 'host'} p50 ms", "mean ± std", "p90", "p99", "img/s"]
+    if runs:
+        cols += ["× first"]
     if gpu:
         cols += ["H2D ms", "D2H ms", "peak MiB", "TFLOP/s", "% fp16 peak"]
     else:
         cols += ["TFLOP/s"]
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "backend", "prec") else "right", no_wrap=True)
+        table.add_column(c, justify="left" if c in ("model", "candidate", "backend", "prec") else "right", no_wrap=True)
     table.add_column("notes", overflow="fold")
     for r in records:
-        row = ([r.model] if several else []) + [r.backend, r.precision, str(r.size), str(r.batch)]
+        row = ([r.model] if several else []) + ([r.candidate] if named else [r.backend, r.precision]) + [
+            str(r.size), str(r.batch)]
         if not r.ok:
             row += [""] * (len(cols) - len(row))
             table.add_row(*row, f"[red]{r.error}[/red]")
@@ -108,6 +122,8 @@ def results_table(records: list, title: str):
         st = getattr(r, prefix) or r.host_ms
         row += [str(r.iters), _fmt(st.p50), f"{_fmt(st.mean)} ± {_fmt(st.std)}", _fmt(st.p90), _fmt(st.p99),
                 _fmt(r.images_per_s, 1)]
+        if runs:
+            row += [f"{r.speedup_vs_first:.3f}×" if r.speedup_vs_first else ""]
         if gpu:
             row += [_fmt(r.h2d_ms), _fmt(r.d2h_ms), _fmt(r.gpu_peak_mem_mb, 0),
                     _fmt(r.tflops_per_s, 1), _fmt(r.pct_fp16_peak, 1)]
@@ -129,8 +145,15 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_out_dir
 
     out_dir = check_out_dir(args.out)
+    candidates = None
+    if args.candidate:
+        from ..backends.base import parse_candidate
+
+        if args.backend or args.precision:
+            raise LsegError("--candidate names backend and precision itself: drop --backend/--precision")
+        candidates = [parse_candidate(c) for c in dict.fromkeys(args.candidate)]
     refuse_overwriting_inputs([out_dir / name for name in bench.OUTPUT_NAMES],
-                              [*(args.checkpoint or []), args.engine])
+                              [*(args.checkpoint or []), args.engine, *(c.engine for c in candidates or [])])
     device = resolve_device(args.device)
     if args.max_iters < 1:
         raise LsegError(f"--max-iters {args.max_iters}: must be at least 1")
@@ -150,19 +173,19 @@ def run(args: argparse.Namespace) -> int:
     con = console()
     env = measurement_environment(device)
     con.print(environment_line(env))
-    total = bench.count_configs(models, backends, precisions, sizes, batches)
+    total = bench.count_configs(models, backends, precisions, sizes, batches, candidates)
     settings = {"models": [str(m) for m in models], "backends": backends, "precisions": precisions,
+                "candidates": [c.label for c in candidates] if candidates else None,
                 "sizes": [list(s) for s in sizes], "batches": batches, "device": device, "engine": args.engine,
                 "options": options, "timing": asdict(timing)}
     records = []
     with Progress("benchmarking", total=total, unit="configurations") as progress:
         for rec in bench.sweep(models, backends, precisions, sizes, batches, device, engine=args.engine,
-                               options=options, timing=timing, peak=env.get("peak_tflops")):
+                               options=options, timing=timing, peak=env.get("peak_tflops"), candidates=candidates):
             records.append(rec)
             # an interrupted sweep keeps what it measured
             bench.write_outputs(records, env, {**settings, "partial": True}, out_dir, plot=False)
-            progress.advance(description=f"benchmarking ({rec.backend} {rec.precision} {rec.height}x{rec.width} "
-                                         f"b{rec.batch} done)")
+            progress.advance(description=f"benchmarking ({rec.candidate} {rec.height}x{rec.width} b{rec.batch} done)")
     paths = bench.write_outputs(records, env, settings, out_dir)
     con.print(results_table(records, f"lsegrt bench · {device}"))
     written = ", ".join(str(p) for p in paths.values() if p)
