@@ -85,3 +85,4 @@ def test_profile_of_the_fast_compile_path_runs_its_stages_alone_with_the_switche
     rows, total = res["stages"], res["stagewise_total"]
     assert sum(r["kernel_ms"] for r in rows) == pytest.approx(total["kernel_ms"], rel=1e-9)
     assert res["whole"]["latency_ms_p50"] > 0 and res["unattributed"] == {"whole": 0, "stages": 0}
+    assert any(n.startswith("overlap: stage by stage") for n in res["notes"])
