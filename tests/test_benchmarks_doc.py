@@ -92,3 +92,18 @@ def test_issue9_fast_path_speedups_are_computed_from_the_same_calls_records():
     first = _h200("first_inference_fast_h200")["saved"]["seconds_since_process_start"]
     assert f"| **{first['first_call_s']:.2f}** |" in DOC
     assert f"{first['first_call_s'] - first['model_s']:.1f} s (met)" in DOC
+
+
+def test_bench_table_of_a_candidate_run_names_each_candidate_and_its_speedup(tmp_path):
+    """Runs of `lsegrt bench --candidate` render with a candidate column and "× first"."""
+    data = json.loads((MEASURED / "bench_issue9_cand_vit_l16_h200_2026-11-30.json").read_text())
+    for i, r in enumerate(data["records"]):
+        r["candidate"] = "compile:fp16" if i % 2 == 0 else "compile:fp16:fast=true"
+        r["speedup_vs_first"] = 1.0 if i % 2 == 0 else 1.25
+    path = tmp_path / "bench_candidates.json"
+    path.write_text(json.dumps(data))
+    lines = _tables().bench_table(path).splitlines()
+    header, sep, rows = lines[2], lines[3], lines[4:]
+    assert header.startswith("| candidate | size |") and header.endswith("| × first |")
+    assert header.count("|") == sep.count("|") == rows[0].count("|") == 14
+    assert rows[1].startswith("| compile:fp16:fast=true |") and rows[1].endswith(" 1.250× |")

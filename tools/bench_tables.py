@@ -20,20 +20,29 @@ def ok_records(path: Path) -> list[dict]:
 
 
 def bench_table(path: Path) -> str:
+    """One run's records. Runs of `lsegrt bench --candidate` (records whose candidate names options or an
+    engine) get a candidate column instead of backend/precision, and the speedup over the first."""
     data = json.loads(path.read_text())
     opts = data["settings"].get("options") or {}
+    records = data["records"]
+    named = any(r.get("candidate", f"{r['backend']}:{r['precision']}") != f"{r['backend']}:{r['precision']}"
+                for r in records)
+    head = "| candidate |" if named else "| backend | precision |"
+    tail = " × first |" if named else ""
     out = [f"`{path.name}` · {data['created']} · options {json.dumps(opts) if opts else 'none'}", "",
-           "| backend | precision | size | batch | GPU p50 ms | mean ± std ms | p99 ms | img/s | H2D ms | D2H ms | peak MB | TFLOP/s | % fp16 peak |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["records"]:
+           f"{head} size | batch | GPU p50 ms | mean ± std ms | p99 ms | img/s | H2D ms | D2H ms | peak MB | TFLOP/s | "
+           f"% fp16 peak |{tail}",
+           "|---" * 13 + "|"]  # 13 columns either way
+    for r in records:
+        who = f"| {r['candidate']} |" if named else f"| {r['backend']} | {r['precision']} |"
         if r["status"] != "ok":
-            out.append(f"| {r['backend']} | {r['precision']} | {r['size']} | {r['batch']} | failed: {r['error']} |"
-                       + " |" * 8)
+            out.append(f"{who} {r['size']} | {r['batch']} | failed: {r['error']} |" + " |" * (9 if named else 8))
             continue
-        out.append(f"| {r['backend']} | {r['precision']} | {r['size']} | {r['batch']} | {r['gpu_ms_p50']:.2f} | "
+        speed = f" {r['speedup_vs_first']:.3f}× |" if named and r.get("speedup_vs_first") else (" |" if named else "")
+        out.append(f"{who} {r['size']} | {r['batch']} | {r['gpu_ms_p50']:.2f} | "
                    f"{r['gpu_ms_mean']:.2f} ± {r['gpu_ms_std']:.2f} | {r['gpu_ms_p99']:.2f} | {r['images_per_s']:.1f} | "
                    f"{r['h2d_ms']:.2f} | {r['d2h_ms']:.2f} | {r['gpu_peak_mem_mb']:,.0f} | {r['tflops_per_s']:.1f} | "
-                   f"{r['pct_fp16_peak']:.1f} |")
+                   f"{r['pct_fp16_peak']:.1f} |{speed}")
     return "\n".join(out)
 
 
