@@ -8,8 +8,10 @@ CUDA graph keeps the fork/join as graph edges, so replay needs no host work. Eac
 with the same Inductor options as the whole model would be (CUDA graphs off inside; the whole call
 is one graph of our own).
 
-Memory: every tap and branch output stays referenced until the join, so no buffer a branch reads can be
-reused by the main stream while the branch still runs.
+Memory (the caching allocator is per stream): every tap stays referenced until the join, so the main
+stream cannot reuse a buffer a branch still reads. A branch's outputs, allocated on the side stream, are
+freed once the tail is queued; the side stream reuses them only after its next fork, which waits for
+the main stream, so never while the tail still reads them.
 """
 
 from __future__ import annotations
