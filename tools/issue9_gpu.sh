@@ -34,6 +34,9 @@ if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
   SIZES="--size 64 --size 64x96"; CG=""; DEV="--device cpu"; PREC="fp32"; FID="--size 64"; SHAPE="1x64x64"
   FSIZE=64; T="--min-seconds 0.1 --max-iters 5 --warmup-seconds 0"
 fi
+# stock compile first (the baseline of every table), then CAND as one candidate spec (KEY=VALUE,...)
+CANDS=(--candidate "compile:$PREC")
+[ -n "$CAND" ] && CANDS+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn -e "^[WE][0-9]" -e AUTOTUNE -e triton_mm -e " ms [0-9.]*% "; }
 stamp() { echo "=== $(date -u +%T) $*"; }
 for phase in "$@"; do
@@ -41,26 +44,16 @@ for phase in "$@"; do
   stamp "$phase"
   case $name in
     bench)  # one table: stock first, then CAND as its own candidate ("× first" = speedup over stock)
-      cands=(--candidate "compile:$PREC")
-      [ -n "$CAND" ] && cands+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
-      timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${cands[@]}" --batch 1 --batch 8 \
+      timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${CANDS[@]}" --batch 1 --batch 8 \
         $CG $SIZES $T $DEV --out "/tmp/b9_$v" 2>&1 | quiet | tail -16
       cp "/tmp/b9_$v/bench.json" "$OUT/bench_issue9_$v.json" ;;
     compare)  # stock and CAND against one fp32 eager reference, one table
-      cands=(--candidate "compile:$PREC")
-      [ -n "$CAND" ] && cands+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
-      timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" "${cands[@]}" $FID $CG $DEV \
+      timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" "${CANDS[@]}" $FID $CG $DEV \
         --out "/tmp/c9_$v" 2>&1 | quiet | tail -12
       cp "/tmp/c9_$v/compare.json" "$OUT/compare_issue9_$v.json" ;;
-    profile)
-      cg=""; [ -n "$CG" ] && cg=",cuda_graph=true"
-      second=()
-      if [ -n "$CAND" ]; then
-        spec=$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')
-        second=(--candidate "compile:$PREC:${spec}$cg")
-      fi
+    profile)  # --cuda-graph applies to every candidate
       TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout "${PHASE_TIMEOUT:-400}" $L profile --variant "$v" --size "$s" $DEV \
-        --candidate "compile:$PREC${cg:+:${cg#,}}" "${second[@]}" --out "/tmp/p9_${v}_$s" 2>&1 | quiet | tail -60
+        "${CANDS[@]}" $CG --out "/tmp/p9_${v}_$s" 2>&1 | quiet | tail -60
       cp "/tmp/p9_${v}_$s/profile.json" "$OUT/profile9_${v}_$s.json"
       cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
     first)
