@@ -88,7 +88,7 @@ def test_issue9_fast_path_speedups_are_computed_from_the_same_calls_records():
         assert table in DOC, f"{variant}: stock-vs-fast table differs from the JSON (re-render it)"
         row = next(line for line in table.splitlines() if f"| {variant} | 384 | 1 |" in line)
         speedup = row.split("|")[6].strip()
-        assert f"{speedup}" in DOC.split("**Verdict against the issue's targets")[1].split("###")[0]
+        assert f"{speedup}" in DOC.split("**Second session's verdict")[1].split("###")[0]
     first = _h200("first_inference_fast_h200")["saved"]["seconds_since_process_start"]
     assert f"| **{first['first_call_s']:.2f}** |" in DOC
     assert f"{first['first_call_s'] - first['model_s']:.1f} s (met)" in DOC
@@ -107,3 +107,34 @@ def test_bench_table_of_a_candidate_run_names_each_candidate_and_its_speedup(tmp
     assert header.startswith("| candidate | size |") and header.endswith("| × first |")
     assert header.count("|") == sep.count("|") == rows[0].count("|") == 14
     assert rows[1].startswith("| compile:fp16:fast=true |") and rows[1].endswith(" 1.250× |")
+
+
+def _speedup(name, candidate, size, batch=1):
+    (r,) = [r for r in json.loads((MEASURED / name).read_text())["records"]
+            if r["candidate"] == candidate and str(r["size"]) == str(size) and r["batch"] == batch]
+    return r["speedup_vs_first"]
+
+
+def test_issue9_third_session_verdict_profiles_and_first_inference_come_from_the_records():
+    verdict = DOC.split("**Verdict against the issue's targets (batch 1")[1].split("####")[0]
+    vit, rn = "bench_issue9_fold_vit_l16_h200_2026-11-30.json", "bench_issue9_fast_rn101_h200_2026-11-30.json"
+    row_vit = (f"| ViT-L/16 | **{_speedup(vit, 'compile:fp16:fast=true,fold=true', 384):.3f}×** | "
+               f"**{_speedup(vit, 'compile:fp16:fast=true,fold=true', 1024):.3f}×** |")
+    row_rn = (f"| RN101 | {_speedup(rn, 'compile:fp16:fast=true', 384):.3f}× | "
+              f"{_speedup(rn, 'compile:fp16:fast=true', 1024):.3f}× |")
+    assert row_vit in verdict and row_rn in verdict
+    tables = _tables()
+    for size in (384, 1024):
+        path = MEASURED / f"profile_fast_vit_l16_{size}_h200_2026-11-30.json"
+        assert tables.profile_tables(path) in DOC, f"{path.name}: re-render its tables"
+    assert tables.splitk_table(MEASURED / "issue9_splitk_h200_2026-11-30.json") in DOC
+    first = _h200("first_inference_ckpt_h200")["saved"]["seconds_since_process_start"]
+    assert f"| first call | **{first['first_call_s']:.2f}** |" in DOC
+    assert f"{first['first_call_s'] - first['model_s']:.1f} s (met)" in DOC
+
+
+def test_profile_tables_render_every_comparison_and_candidate():
+    text = _tables().profile_tables(MEASURED / "profile_fast_vit_l16_384_h200_2026-11-30.json")
+    assert text.count("before `compile:fp16:cuda_graph=true` → after") == 2
+    assert text.count("the 8 kernels with the most time per call") == 3
+    assert "| **whole model** (latency p50) | 2.317 | 2.059 |" in text

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lsegrt.errors import LsegError
-from lsegrt.profile import CLASSES, Candidate, Event, classify, parse_candidate, profile_candidate, window_stats
+from lsegrt.profile import (CLASSES, Candidate, Event, classify, parse_candidate, profile_candidate, top_kernels,
+                            window_stats)
 
 
 @pytest.mark.parametrize("name, cls", [
@@ -68,6 +69,17 @@ def test_profile_stage_table_sums_to_its_total(tiny_vit):
     assert res["whole"]["gflop"] == pytest.approx(total["gflop"]) and total["gflop"] > 0
     assert res["whole"]["classes"]["gemm"]["launches"] > 0 and res["whole"]["latency_ms_p50"] > 0
     assert res["timer"] == "perf_counter" and res["encoder"]["backend"] == "torch"
+    top = res["top_kernels"]
+    assert 0 < len(top) <= 12 and [k["ms"] for k in top] == sorted((k["ms"] for k in top), reverse=True)
+    assert sum(k["ms"] for k in top) <= res["whole"]["kernel_ms"] + 1e-9 and all(k["class"] in CLASSES for k in top)
+
+
+def test_top_kernels_are_per_window_means_by_name():
+    w1 = [Event("gemm_a", 0, 4, 4, "gemm"), Event("add", 4, 5, 1, "elementwise"), Event("gemm_a", 5, 9, 4, "gemm")]
+    w2 = [Event("gemm_a", 0, 6, 6, "gemm"), Event("add", 6, 9, 3, "elementwise")]
+    top = top_kernels([w1, w2], k=1)
+    assert top == [{"kernel": "gemm_a", "class": "gemm", "ms": pytest.approx(7e-3), "launches": 1.5}]
+    assert [k["kernel"] for k in top_kernels([w1, w2])] == ["gemm_a", "add"]
 
 
 def test_profile_refuses_unknown_options_before_any_work(tiny_vit):

@@ -78,12 +78,75 @@ def compare_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def profile_tables(path: Path, top: int = 8) -> str:
+    """An `lsegrt profile` run with several candidates: each before/after comparison stage by stage
+    (kernel ms from the profiler; wall ms from CUDA events), the whole model per kernel class, and each
+    candidate's most expensive kernels."""
+    data = json.loads(path.read_text())
+    cands = data["candidates"]
+    s = data["settings"]
+    out = [f"`{path.name}` · {data['created']} · {s['variant']} {s['height']}x{s['width']} batch {s['batch']}"]
+
+    def num(v, digits=3):
+        return "—" if v is None else f"{v:.{digits}f}"
+
+    for cmp in data["comparisons"]:
+        out += ["", f"before `{cmp['before']}` → after `{cmp['after']}`", "",
+                "| stage | wall before | wall after | kernel before | kernel after | Δ kernel ms | speedup |",
+                "|---|---|---|---|---|---|---|"]
+        for row in cmp["stages"] + [{"stage": "**stage-wise total**", **cmp["stagewise_total"]}]:
+            w, k = row["wall_ms"], row["kernel_ms"]
+            sp = f"{k['speedup']:.2f}×" if k["speedup"] else "—"
+            out.append(f"| {row['stage']} | {num(w['before'])} | {num(w['after'])} | {num(k['before'])} | "
+                       f"{num(k['after'])} | {num(k['delta'])} | {sp} |")
+        w = cmp["whole"]
+        out.append(f"| **whole model** (latency p50) | {num(w['latency_ms_p50']['before'])} | "
+                   f"{num(w['latency_ms_p50']['after'])} | {num(w['kernel_ms']['before'])} | "
+                   f"{num(w['kernel_ms']['after'])} | {num(w['kernel_ms']['delta'])} | "
+                   f"{w['latency_ms_p50']['speedup']:.2f}× (latency) |")
+    out += ["", "Whole model, kernel time per class, ms (launches):", "",
+            "| class | " + " | ".join(f"`{c['candidate']}`" for c in cands) + " |",
+            "|---" * (len(cands) + 1) + "|"]
+    for cls in data["classes"]:
+        out.append(f"| {cls} | " + " | ".join(
+            f"{c['whole']['classes'][cls]['ms']:.3f} ({c['whole']['classes'][cls]['launches']:.0f})" for c in cands) + " |")
+    out.append("| **total** | " + " | ".join(f"{c['whole']['kernel_ms']:.3f} ({c['whole']['launches']:.0f})"
+                                             for c in cands) + " |")
+    out.append("| latency p50 | " + " | ".join(f"{c['whole']['latency_ms_p50']:.3f}" for c in cands) + " |")
+    for c in cands:
+        if not c.get("top_kernels"):
+            continue
+        out += ["", f"`{c['candidate']}`, whole model, the {top} kernels with the most time per call:", "",
+                "| kernel | class | ms / call | launches |", "|---|---|---|---|"]
+        for k in c["top_kernels"][:top]:
+            out.append(f"| `{k['kernel'][:80]}` | {k['class']} | {k['ms']:.3f} | {k['launches']:.0f} |")
+    return "\n".join(out)
+
+
+def splitk_table(path: Path) -> str:
+    """tools/issue9_probe.py --splitk: each block GEMM with the residual add after it, as one GEMM and
+    (fc2, proj) split in K as a batched GEMM whose partial products the add sums; µs per call."""
+    rows = [r for r in json.loads(path.read_text())["micro"] if r["op"].startswith("splitk:")]
+
+    def us(r, key):
+        return f"{1e3 * r[key]:.1f}" if key in r else "—"
+
+    out = [f"`{path.name}`", "",
+           "| GEMM (K→N) | rows | linear + add µs | split 2 µs | split 4 µs | linear alone (cuBLAS) µs | "
+           "linear alone (cuBLASLt) µs |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['op'].split(':')[1]} ({r['k']}→{r['n']}) | {r['rows']} | {us(r, 'linear_add_ms')} | "
+                   f"{us(r, 'split2_ms')} | {us(r, 'split4_ms')} | {us(r, 'cublas_linear_ms')} | "
+                   f"{us(r, 'cublaslt_linear_ms')} |")
+    return "\n".join(out)
+
+
 def variant_plots(folder: Path, files: list[Path]) -> list[Path]:
     """Per variant and batch: GPU p50 vs square size, one line per backend/precision (static-shape
     headline runs and the 480x640 extras are tables only)."""
     by_variant: dict[str, list[dict]] = {}
     for path in files:
-        if "static" in path.stem:
+        if "static" in path.stem or "issue9" in path.stem:  # issue 9's candidate runs are tables of their own
             continue
         for r in ok_records(path):
             if r["height"] == r["width"]:
@@ -107,5 +170,10 @@ if __name__ == "__main__":
         print(f"\n#### {path.stem}\n\n{bench_table(path)}")
     for path in sorted(folder.glob("compare_*.json")):
         print(f"\n#### {path.stem}\n\n{compare_table(path)}")
+    for path in sorted(folder.glob("issue9_splitk_*.json")):
+        print(f"\n#### {path.stem}\n\n{splitk_table(path)}")
+    for path in sorted(folder.glob("profile_*.json")):
+        if json.loads(path.read_text()).get("comparisons"):
+            print(f"\n#### {path.stem}\n\n{profile_tables(path)}")
     for path in variant_plots(folder, benches):
         print(f"\nwrote {path}", file=sys.stderr)

@@ -8,9 +8,11 @@
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
+#   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
-#                    without it                                                          [~1 min; +40 s cold]
+#                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
+#                    instead of random weights (what a user with a real checkpoint does)  [~1 min; +40 s cold]
 #
 # The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
 # whole-model compile at 384 is a cache hit; the saved-build and cold runs get empty caches of their own.
@@ -28,15 +30,21 @@ PY=${PYTHON:-python3}
 L="$PY -m lsegrt"
 CAND=${CAND:-}
 T="--min-seconds 1 --max-iters 100 --warmup-seconds 0.3"
-SIZES="--size 384 --size 480x640 --size 1024"
-CG="--cuda-graph"; DEV=""; PREC="fp16"; FID="--size 384 --size 480x640"; SHAPE="1x384x384"; FSIZE=384
+SIZES=${BENCH_SIZES:-"--size 384 --size 480x640 --size 1024"}; BATCHES=${BENCH_BATCHES:-"--batch 1 --batch 8"}
+CG="--cuda-graph"; DEV=""; PREC="fp16"; FID=${COMPARE_SIZES:-"--size 384 --size 480x640"}; SHAPE="1x384x384"; FSIZE=384
 if [ "${GPU_RUN_CPU:-0}" = 1 ]; then  # same commands, CPU-sized
   SIZES="--size 64 --size 64x96"; CG=""; DEV="--device cpu"; PREC="fp32"; FID="--size 64"; SHAPE="1x64x64"
   FSIZE=64; T="--min-seconds 0.1 --max-iters 5 --warmup-seconds 0"
 fi
-# stock compile first (the baseline of every table), then CAND as one candidate spec (KEY=VALUE,...)
+# stock compile first (the baseline of every table), then each of CAND's ';'-separated option sets as one
+# candidate spec (KEY=VALUE,...), e.g. CAND="--option fast=true;--option fast=true --option fold=true"
 CANDS=(--candidate "compile:$PREC")
-[ -n "$CAND" ] && CANDS+=(--candidate "compile:$PREC:$(echo "$CAND" | sed -e 's/--option //g' -e 's/ /,/g')")
+IFS=';' read -ra CAND_SETS <<< "$CAND"
+for opts in "${CAND_SETS[@]}"; do
+  opts=$(echo "$opts" | sed -e 's/--option //g' -e 's/^ *//' -e 's/ *$//' -e 's/ /,/g')
+  [ -n "$opts" ] && CANDS+=(--candidate "compile:$PREC:$opts")
+done
+FIRST_CAND=${CAND%%;*}  # a saved build (first:V) is of one option set: the first
 quiet() { grep -v -e pow_by_natural -e Warning -e warnings.warn -e "^[WE][0-9]" -e AUTOTUNE -e triton_mm -e " ms [0-9.]*% "; }
 stamp() { echo "=== $(date -u +%T) $*"; }
 for phase in "$@"; do
@@ -44,7 +52,7 @@ for phase in "$@"; do
   stamp "$phase"
   case $name in
     bench)  # one table: stock first, then CAND as its own candidate ("× first" = speedup over stock)
-      timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${CANDS[@]}" --batch 1 --batch 8 \
+      timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${CANDS[@]}" $BATCHES \
         $CG $SIZES $T $DEV --out "/tmp/b9_$v" 2>&1 | quiet | tail -16
       cp "/tmp/b9_$v/bench.json" "$OUT/bench_issue9_$v.json" ;;
     compare)  # stock and CAND against one fp32 eager reference, one table
@@ -58,18 +66,27 @@ for phase in "$@"; do
       cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
     first)
       rm -rf /tmp/ind9_cold /tmp/ind9_saved /tmp/first9; mkdir -p /tmp/first9
-      TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout 400 $L build --backend compile --variant "$v" --precision $PREC \
-        $CG $CAND --shape $SHAPE $DEV --out "/tmp/first9/$v.compiled" 2>&1 | quiet | tail -4
+      SRC="--variant $v"  # random weights; FIRST_CKPT=1: a synthetic checkpoint file in the official layout
+      if [ "${FIRST_CKPT:-0}" = 1 ]; then
+        $PY -c "import sys; from lsegrt.synthetic import official_state_dict as o, save_lightning_checkpoint as s; s(sys.argv[2], o(sys.argv[1]))" \
+          "$v" "/tmp/first9/$v.ckpt" && SRC="--checkpoint /tmp/first9/$v.ckpt" && ls -la /tmp/first9/$v.ckpt
+      fi
+      TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout 400 $L build --backend compile $SRC --precision $PREC \
+        $CG $FIRST_CAND --shape $SHAPE $DEV --out "/tmp/first9/$v.compiled" 2>&1 | quiet | tail -4
       modes="saved"; [ "${FIRST_COLD:-0}" = 1 ] && modes="saved cold"
       echo '{}' > /tmp/first9/cold.json
       for mode in $modes; do
         eng=""; [ $mode = saved ] && eng="--engine /tmp/first9/$v.compiled"
         dev=${DEV#--device }; dev=${dev:-cuda}
-        TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py --variant "$v" \
-          --precision $PREC $CG $CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" 2>&1 | tail -1
+        TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
+          --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" 2>&1 | tail -1
       done
       $PY -c "import json,sys; d={k: json.load(open(f)) for k, f in zip(('cold','saved','build_sidecar'), sys.argv[1:4])}; open(sys.argv[4],'w').write(json.dumps(d, indent=1))" \
         /tmp/first9/cold.json /tmp/first9/saved.json "/tmp/first9/$v.compiled.json" "$OUT/first9_$v.json" ;;
+    splitk)  # micro-benchmark of split-K block GEMMs (tools/issue9_probe.py --splitk; no model candidates)
+      OUT=/tmp/sk9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --splitk --candidates stock --budget 0 \
+        --out /tmp/sk9 2>&1 | grep "micro" | tail -20
+      cp /tmp/sk9/issue9_probe.json "$OUT/issue9_splitk.json" ;;
     *) echo "unknown phase $phase"; exit 2 ;;
   esac
 done

@@ -234,6 +234,49 @@ def micro_bench(res: dict) -> None:
                              "max_abs_diff": float((out.float() - ref.flatten(2).transpose(1, 2)[0].float()).abs().max())})
 
 
+def splitk_bench(res: dict) -> None:
+    """Split-K for the block GEMMs whose tiles leave SMs idle at 577 rows (fc2: K=4096→1024, proj: 1024→1024):
+    the rows' K split in S parts as one strided batched GEMM (cuBLAS, no copy), the S partial products
+    summed by Inductor into the residual add that follows in the block. Each variant torch.compile'd
+    (default mode), 24 calls per CUDA graph; also cuBLASLt as PyTorch's preferred BLAS for plain linear."""
+    import torch
+    import torch.nn.functional as F
+
+    h = torch.float16
+    for rows in (577, 4097, 8 * 577):
+        for name, k, n in (("fc2", 4096, 1024), ("proj", 1024, 1024), ("qkv", 1024, 3072), ("fc1", 1024, 4096)):
+            x = torch.randn(rows, k, device="cuda", dtype=h)
+            r = torch.randn(rows, n, device="cuda", dtype=h)
+            w = torch.randn(n, k, device="cuda", dtype=h) * k ** -0.5
+            b = torch.randn(n, device="cuda", dtype=h) * 0.1
+            row = {"op": f"splitk:{name}", "rows": rows, "k": k, "n": n}
+
+            def ref_fn(x, w, b, r):
+                return r + F.linear(x, w, b)
+
+            ref_c = torch.compile(ref_fn)
+            row["linear_add_ms"], ref = graph_ms(lambda: ref_c(x, w, b, r))
+            for splits in (2, 4) if name in ("fc2", "proj") else ():
+                ws = w.t().reshape(splits, k // splits, n)  # (S, K/S, N), a view of wᵀ
+
+                def split_fn(x, ws, b, r, s=splits):
+                    parts = torch.bmm(x.view(x.shape[0], s, -1).transpose(0, 1), ws)  # (S, rows, N)
+                    return r + (parts.float().sum(0) + b).to(r.dtype)
+
+                split_c = torch.compile(split_fn)
+                ms, out = graph_ms(lambda: split_c(x, ws, b, r))
+                row[f"split{splits}_ms"] = ms
+                row[f"split{splits}_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
+            try:
+                torch.backends.cuda.preferred_blas_library("cublaslt")
+                row["cublaslt_linear_ms"], _ = graph_ms(lambda: F.linear(x, w, b))
+            finally:
+                torch.backends.cuda.preferred_blas_library("cublas")
+            row["cublas_linear_ms"], _ = graph_ms(lambda: F.linear(x, w, b))
+            log("micro", row)
+            res["micro"].append(row)
+
+
 def summarize_runs(res: dict) -> list[dict]:
     rows = [r for r in res["runs"]]
     stock = {r["size"]: r["p50"] for r in rows if r["candidate"] == "stock" and "p50" in r}
@@ -289,6 +332,9 @@ def parent(args, names: list[str]) -> int:
     if args.micro and not args.cpu:
         micro_bench(res)
         save()
+    if args.splitk and not args.cpu:
+        splitk_bench(res)
+        save()
     with open(log_path, "a") as wlog:
         for name in names:
             left = args.budget - (time.perf_counter() - start)
@@ -343,6 +389,7 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=60, help="timed calls per measurement (default 60)")
     p.add_argument("--sdpa", action="store_true", help="also time the SDPA kernel families")
     p.add_argument("--micro", action="store_true", help="also time fc1+GELU fusion and the patch GEMM")
+    p.add_argument("--splitk", action="store_true", help="also time split-K variants of the block GEMMs")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -13,7 +13,8 @@ shape, :func:`profile_candidate` measures
   (``compile``; so a compiled stage-wise run cannot fuse across stage boundaries and its total is
   reported beside, not instead of, the whole-model numbers). Per stage: wall time (CUDA events around
   each stage in the chained run, mean), kernel time, share, launches, gaps, counted FLOPs
-  (:func:`lsegrt.flops.flops_by_stage`) and TFLOP/s over kernel time. The stage rows sum to the
+  (:func:`lsegrt.flops.flops_by_stage`: the checkpoint's graph, also for a candidate whose options do
+  less arithmetic for the same result, e.g. ``fold``) and TFLOP/s over kernel time. The stage rows sum to the
   stage-wise total, by construction and checked: every profiled event is attributed to exactly one
   stage (``unattributed`` counts any that were not).
 
@@ -25,7 +26,8 @@ generated C++ code has no events of its own there and counts as elementwise thro
 region that runs it.
 
 Times are means over the profiled calls so that every table sums exactly; the headline latency is the
-median of the CUDA-event timing, as in `lsegrt bench`.
+median of the CUDA-event timing, as in `lsegrt bench`. ``top_kernels`` lists the whole model's costliest
+kernels by name: the row a class total hides (one badly fused kernel) shows there.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _RULES: list[tuple[str, re.Pattern]] = [(cls, re.compile(p, re.I)) for cls, p in
 )]
 
 MIN_TIMED = 5  # timed calls at least: the same floor as `lsegrt bench` (Timing.min_iters)
+TOP_KERNELS = 12  # kernels listed per candidate (whole model, by time)
 
 
 def classify(name: str) -> str:
@@ -181,6 +184,21 @@ def _mean_stats(windows: list[list[Event]]) -> dict[str, Any]:
     return out
 
 
+def top_kernels(windows: list[list[Event]], k: int = TOP_KERNELS) -> list[dict[str, Any]]:
+    """The ``k`` kernels (by name) with the most time per window (mean over windows), with their class
+    and launches per window: which kernels a before/after comparison moved."""
+    n = max(1, len(windows))
+    acc: dict[str, list] = {}
+    for w in windows:
+        for e in w:
+            a = acc.setdefault(e.name, [0.0, 0, e.cls])
+            a[0] += e.time
+            a[1] += 1
+    rows = sorted(acc.items(), key=lambda kv: -kv[1][0])[:k]
+    return [{"kernel": name, "class": cls, "ms": us / n / 1e3, "launches": count / n}
+            for name, (us, count, cls) in rows]
+
+
 # -- running ---------------------------------------------------------------------------------------
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -277,6 +295,7 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
     events, ranges = _events(prof, cuda)
     calls, rest = _attribute(events, ranges, RANGE)
     whole = _mean_stats(calls.get("call", []))
+    result["top_kernels"] = top_kernels(calls.get("call", []))
     flops_total = sum(stage_flops.values()) * batch
     result["whole"] = {
         "latency_ms_p50": measured[f"{key}_p50"], "latency_ms_mean": measured[f"{key}_mean"],

@@ -29,11 +29,14 @@ def test_fast_compile_matches_the_encoder_for_more_shapes_than_dynamos_default_l
     with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True) as enc:
         opts = enc.describe()["options"]
         assert opts["overlap"] and opts["patch_gemm"] and opts["gelu_epilogue"] and opts["channels_last"]
+        assert opts["fold"]
         for shape in ((1, 3, 64, 64), (2, 3, 64, 96), (1, 3, 96, 64)):
             x = torch.randn(shape)
             torch.testing.assert_close(enc(x), ref(x), rtol=1e-5, atol=1e-5)
-    switched = [m for m in tiny_vit.net.modules() if getattr(m, "as_gemm", False) or getattr(m, "gelu_epilogue", False)]
+    switched = [m for m in tiny_vit.net.modules() if getattr(m, "as_gemm", False) or getattr(m, "gelu_epilogue", False)
+                or getattr(m, "conv_first", False)]
     assert switched == []  # the switches were set on the backend's own copy
+    assert not isinstance(tiny_vit.net.scratch.head1, torch.nn.Identity)  # and the head merged there
 
 
 def test_overlap_serves_resnet_too(tiny_rn):
@@ -45,9 +48,10 @@ def test_overlap_serves_resnet_too(tiny_rn):
 
 def test_fast_fills_only_what_the_caller_left_unset():
     opts = CompileOptions.parse({"fast": True, "channels_last": False})
-    assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last) == (True, True, True, False)
+    assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last, opts.fold) == (True, True, True,
+                                                                                                  False, True)
     stock = CompileOptions.parse({})
-    assert (stock.overlap, stock.patch_gemm, stock.gelu_epilogue, stock.fast) == (False, False, False, False)
+    assert (stock.overlap, stock.patch_gemm, stock.gelu_epilogue, stock.fold, stock.fast) == (False,) * 5
     # overlap compiles its pieces without Inductor's CUDA graphs: the whole call is one graph of its own
     assert CompileOptions.parse({"overlap": True, "cuda_graph": True}).effective_mode == "default"
 

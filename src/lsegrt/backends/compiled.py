@@ -11,15 +11,18 @@ Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on
 stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
-  ``gelu_epilogue``, ``channels_last``; each only where the caller left it unset): 1.13× at 384², 1.04×
-  at 1024² (batch 1), same fidelity. It is not the default: stock stays the reference, and for RN101
-  it measured 1.03× at 384² and 0.97× at 1024².
+  ``gelu_epilogue``, ``channels_last``, ``fold``; each only where the caller left it unset): ViT-L/16
+  1.15× at 384², 1.07× at 1024² (batch 1), same fidelity; RN101 1.04–1.07×. It is not the default:
+  stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the whole call one CUDA graph (:mod:`.overlap`).
 - ``patch_gemm``: the ViT patch embedding as a GEMM (cuDNN's fp16 kernel for the 16×16/16 convolution
   took 0.111 ms at 384², the GEMM 0.008 ms).
 - ``gelu_epilogue``: fc1's bias + GELU in cuBLASLt's GEMM epilogue (``torch._addmm_activation``); on CUDA
   its GELU is the tanh approximation (on the CPU the exact one).
+- ``fold``: the decoder's 1×1 convolutions re-associated (:mod:`lsegrt.model.folding`, exact up to
+  rounding): refinenet4–2's out_conv before their ×2 upsampling, refinenet1's out_conv and head1 merged
+  (with ``fast``: 2.05 → 2.03 ms at 384², 11.67 → 11.52 ms at 1024²).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -61,7 +64,7 @@ GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (1
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
-FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True}
+FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True}
 
 
 def _as_bool(name: str, value: Any) -> bool | None:
@@ -94,6 +97,7 @@ class CompileOptions:
     overlap: bool | None = None
     patch_gemm: bool | None = None
     gelu_epilogue: bool | None = None
+    fold: bool | None = None
     fast: bool = False
 
     @classmethod
@@ -121,6 +125,7 @@ class CompileOptions:
             overlap=_as_bool("overlap", o.get("overlap")),
             patch_gemm=_as_bool("patch_gemm", o.get("patch_gemm")),
             gelu_epilogue=_as_bool("gelu_epilogue", o.get("gelu_epilogue")),
+            fold=_as_bool("fold", o.get("fold")),
             fast=bool(_as_bool("fast", o.get("fast", False))),
         )
         if parsed.fast:  # the bundle fills what the caller left unset
@@ -135,7 +140,7 @@ class CompileOptions:
     def resolved(self) -> "CompileOptions":
         """Fields the caller left unset take the stock default."""
         stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
-                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False}
+                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False, "fold": False}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
         return dataclasses.replace(self, **values)
 
@@ -200,8 +205,11 @@ def sdpa_scope(choice: str):
 
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
+    from ..model.folding import fold_linear_maps
     from ..model.vit import Mlp, PatchEmbed
 
+    if options.fold:
+        fold_linear_maps(module)
     for m in module.modules():
         if isinstance(m, PatchEmbed) and options.patch_gemm:
             m.as_gemm = True
@@ -213,7 +221,7 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
     """The CastEncoder the backend compiles: :func:`encoder_module`, a private copy with the switches set
     when ``options`` turn any on (the caller's model is never changed)."""
-    private = bool(options.patch_gemm or options.gelu_epilogue)
+    private = bool(options.patch_gemm or options.gelu_epilogue or options.fold)
     return set_switches(encoder_module(model, precision, device, private=private), options)
 
 
@@ -259,8 +267,10 @@ class CompiledEncoder(Encoder):
                           "in one CUDA graph of our own (needs cuda_graph on a GPU)"),
         "patch_gemm": Option(bool, None, "ViT patch embedding as one GEMM instead of a 16x16 convolution"),
         "gelu_epilogue": Option(bool, None, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate GELU)"),
+        "fold": Option(bool, None, "decoder 1x1 convolutions re-associated (exact): out_convs before the "
+                       "upsampling, refinenet1's out_conv merged into head1"),
         "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
-                       "gelu_epilogue, channels_last (each unless set)"),
+                       "gelu_epilogue, channels_last, fold (each unless set)"),
     }
 
     def __init__(self, model, device, precision: str, options: CompileOptions | None = None,
@@ -284,11 +294,11 @@ class CompiledEncoder(Encoder):
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
                cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
                coordinate_descent=None, channels_last=None, sdpa=None, overlap=None, patch_gemm=None,
-               gelu_epilogue=None, fast=False):
+               gelu_epilogue=None, fold=None, fast=False):
         opts = CompileOptions.parse(dict(
             cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
             coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa, overlap=overlap,
-            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fast=fast))
+            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, fast=fast))
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)

@@ -117,6 +117,17 @@ def comparison_table(cmp: dict[str, Any]):
     return table
 
 
+def kernel_table(res: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title=f"{res['candidate']} · whole model · top kernels by time", header_style="bold")
+    for col in ("kernel", "class", "ms / call", "launches"):
+        table.add_column(col, justify="left" if col in ("kernel", "class") else "right", overflow="fold")
+    for k in res.get("top_kernels", []):
+        table.add_row(k["kernel"][:90], k["class"], _f(k["ms"]), _f(k["launches"], 1))
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -168,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     for res in results:
         con.print(stage_table(res))
     con.print(class_table(results))
+    for res in results:
+        con.print(kernel_table(res))
     for cmp in payload["comparisons"]:
         con.print(comparison_table(cmp))
     for res in results:

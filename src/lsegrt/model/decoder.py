@@ -24,7 +24,14 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    """refinenetK: add the skip's RCU, RCU, ×2 bilinear (align_corners=True), 1×1 out_conv."""
+    """refinenetK: add the skip's RCU, RCU, ×2 bilinear (align_corners=True), 1×1 out_conv.
+
+    ``conv_first`` (off by default; a backend sets it on its own copy, see :func:`fold_linear_maps`)
+    applies out_conv before the upsampling. Both are linear and bilinear weights sum to one, so the
+    result is the same up to rounding, for a quarter of out_conv's work.
+    """
+
+    conv_first = False
 
     def __init__(self, features: int):
         super().__init__()
@@ -41,6 +48,8 @@ class FusionBlock(nn.Module):
         if skip_features is not None:
             x = x + skip_features
         x = self.resConfUnit2(x)
+        if self.conv_first:
+            return F.interpolate(self.out_conv(x), scale_factor=2.0, mode="bilinear", align_corners=True)
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
         return self.out_conv(x)
 
