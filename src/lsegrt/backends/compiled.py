@@ -203,6 +203,10 @@ def sdpa_scope(choice: str):
     return sdpa_kernel([backend])
 
 
+# the options that change the served module itself (set_switches), so it must be a private copy
+MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold")
+
+
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
@@ -221,7 +225,7 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
     """The CastEncoder the backend compiles: :func:`encoder_module`, a private copy with the switches set
     when ``options`` turn any on (the caller's model is never changed)."""
-    private = bool(options.patch_gemm or options.gelu_epilogue or options.fold)
+    private = any(getattr(options, name) for name in MODEL_SWITCHES)
     return set_switches(encoder_module(model, precision, device, private=private), options)
 
 

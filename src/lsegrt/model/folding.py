@@ -26,16 +26,13 @@ from .decoder import Scratch
 
 
 def merged_head(out_conv: nn.Conv2d, head: nn.Conv2d) -> nn.Conv2d:
-    """``head ∘ out_conv`` (two 1×1 convolutions) as one, in their dtype and on their device; the
-    product is formed in float64 and rounded once."""
+    """``head ∘ out_conv`` (two 1×1 convolutions with biases, as LSeg's are) as one, in their dtype and on
+    their device; the product is formed in float64 and rounded once."""
     w_o, w_h = out_conv.weight.double().flatten(1), head.weight.double().flatten(1)
-    b_o = out_conv.bias.double() if out_conv.bias is not None else torch.zeros(w_o.shape[0], dtype=torch.float64,
-                                                                                 device=w_o.device)
-    b_h = head.bias.double() if head.bias is not None else 0.0
     conv = nn.Conv2d(w_o.shape[1], w_h.shape[0], 1).to(device=head.weight.device, dtype=head.weight.dtype)
     with torch.no_grad():
         conv.weight.copy_((w_h @ w_o).reshape(conv.weight.shape))
-        conv.bias.copy_(w_h @ b_o + b_h)
+        conv.bias.copy_(w_h @ out_conv.bias.double() + head.bias.double())
     return conv
 
 
