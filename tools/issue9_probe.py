@@ -267,11 +267,12 @@ def splitk_bench(res: dict) -> None:
                 ms, out = graph_ms(lambda: split_c(x, ws, b, r))
                 row[f"split{splits}_ms"] = ms
                 row[f"split{splits}_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
+            before = torch.backends.cuda.preferred_blas_library()
             try:
                 torch.backends.cuda.preferred_blas_library("cublaslt")
                 row["cublaslt_linear_ms"], _ = graph_ms(lambda: F.linear(x, w, b))
             finally:
-                torch.backends.cuda.preferred_blas_library("cublas")
+                torch.backends.cuda.preferred_blas_library(before)
             row["cublas_linear_ms"], _ = graph_ms(lambda: F.linear(x, w, b))
             log("micro", row)
             res["micro"].append(row)
