@@ -138,3 +138,29 @@ def test_profile_tables_render_every_comparison_and_candidate():
     assert text.count("before `compile:fp16:cuda_graph=true` → after") == 2
     assert text.count("the 8 kernels with the most time per call") == 3
     assert "| **whole model** (latency p50) | 2.317 | 2.059 |" in text
+
+
+def test_issue9_fourth_session_tables_and_claims_come_from_the_records():
+    section = DOC.split("### Fourth session")[1].split("### Third session")[0]
+    tables = _tables()
+    assert tables.flex_table(MEASURED / "issue9_flex_h200_2026-11-30.json") in section
+    runs = {}
+    for name in ("nopyc", "pyc", "lazytext", "lazytext2", "ab"):
+        path = MEASURED / f"first_inference_{name}_h200_2026-11-30.json"
+        assert tables.first_inference_table(path) in section, f"{path.name}: re-render its table"
+        runs[name] = json.loads(path.read_text())
+    b8 = "bench_issue9_fold_b8_vit_l16_h200_2026-11-30.json"
+    assert (f"{_speedup(b8, 'compile:fp16:fast=true', 384, 8):.3f}× at 384², "
+            f"{_speedup(b8, 'compile:fp16:fast=true', 1024, 8):.3f}× at 1024²") in section
+
+    def steps(run, mode):
+        return run[mode]["seconds_since_process_start"]
+
+    # open → output over every process with bytecode cached that ran a saved build outside cProfile
+    spans = [steps(runs[n], m)["first_call_s"] - steps(runs[n], m)["open_s"]
+             for n in ("pyc", "lazytext", "lazytext2", "ab") for m in ("saved", "again", "text", "text2")
+             if runs[n].get(m)]
+    assert f"{min(spans):.1f}–{max(spans):.1f} s from opening" in section
+    lazy = [steps(runs["ab"], m)["first_call_s"] for m in ("saved", "again")]
+    assert f"{min(lazy):.1f} and {max(lazy):.1f} s on call 7's machine (**met**)" in section
+    assert all(steps(runs[n], m)["first_call_s"] > 9 for n in ("lazytext", "lazytext2") for m in ("saved", "again"))

@@ -70,6 +70,10 @@ def test_output_checks(tmp_path):
     (tmp_path / "in.json").touch()
     with pytest.raises(LsegError, match="is the input"):  # nor the input's sidecar
         check_engine_output(tmp_path / "in", inputs=(tmp_path / "in.json",))
+    (tmp_path / "b.compiled.cpp-kernels.zip").touch()
+    with pytest.raises(LsegError, match="is the input"):  # nor a data file written beside the engine
+        check_engine_output(tmp_path / "b.compiled", inputs=(tmp_path / "b.compiled.cpp-kernels.zip",),
+                            data_suffixes=(".cpp-kernels.zip",))
 
 
 def test_writers_of_one_path_take_turns(tmp_path, cache_dir):

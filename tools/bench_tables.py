@@ -141,6 +141,49 @@ def splitk_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def flex_table(path: Path) -> str:
+    """tools/issue9_probe.py --flex: FlexAttention's Triton kernel (Inductor's autotuned choice and fixed
+    tiles) against PyTorch's SDPA choice at ViT-L/16's token counts; µs per call."""
+    rows = json.loads(path.read_text())["flex"]
+    shapes = sorted({(r["batch"], r["tokens"]) for r in rows}, key=lambda s: (s[0], s[1]))
+    tiles = []
+    for r in rows:
+        if r["kernel"] == "flex" and str(r["tile"]) not in tiles:
+            tiles.append(str(r["tile"]))
+    name = lambda t: "autotuned" if t == "autotune" else "(" + ", ".join(t.strip("[]").split(", ")) + ")"  # noqa: E731
+    out = [f"`{path.name}`", "",
+           "| batch × tokens | SDPA (cuDNN) µs | " + " | ".join(f"flex {name(t)} µs" for t in tiles) + " | best flex vs SDPA |",
+           "|---" * (3 + len(tiles)) + "|"]
+    for b, n in shapes:
+        (sdpa,) = [r for r in rows if (r["batch"], r["tokens"]) == (b, n) and r["kernel"] == "sdpa"]
+        flex = {str(r["tile"]): r for r in rows if (r["batch"], r["tokens"]) == (b, n) and r["kernel"] == "flex"}
+        cells = [f"{1e3 * flex[t]['ms']:.1f}" if "ms" in flex.get(t, {}) else "—" for t in tiles]
+        best = min(r["ms"] for r in flex.values() if "ms" in r)
+        out.append(f"| {b} × {n} | {1e3 * sdpa['ms']:.1f} | " + " | ".join(cells) + f" | {sdpa['ms'] / best:.3f}× |")
+    return "\n".join(out)
+
+
+def first_inference_table(path: Path) -> str:
+    """tools/issue9_gpu.sh first:V: each fresh process's steps, seconds since it started, in the order the
+    processes ran (Python's bytecode cache is written by the first process that imports a module)."""
+    data = json.loads(path.read_text())
+    order = data.get("modes") or ("saved", "again", "text", "profiled", "cold")  # the order they ran in
+    runs = [(k, data[k]) for k in order if data.get(k)]
+    label = {"saved": "saved build", "again": "saved build, again",
+             "text": "saved build, text tower built at load", "text2": "saved build, text tower built at load, again",
+             "profiled": "saved build, under cProfile",
+             "cold": "no build (compiles)"}
+    out = [f"`{path.name}`", "",
+           "| process | imports | model loaded | `Encoder.open` | first output | open → output | model → output |",
+           "|---|---|---|---|---|---|---|"]
+    for k, r in runs:
+        t = r["seconds_since_process_start"]
+        out.append(f"| {label[k]} | {t['imports_s']:.2f} | {t['model_s']:.2f} | {t['open_s']:.2f} | "
+                   f"**{t['first_call_s']:.2f}** | {t['first_call_s'] - t['open_s']:.2f} | "
+                   f"{t['first_call_s'] - t['model_s']:.2f} |")
+    return "\n".join(out)
+
+
 def variant_plots(folder: Path, files: list[Path]) -> list[Path]:
     """Per variant and batch: GPU p50 vs square size, one line per backend/precision (static-shape
     headline runs and the 480x640 extras are tables only)."""

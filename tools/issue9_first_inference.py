@@ -47,6 +47,11 @@ def main() -> int:
     p.add_argument("--engine")
     p.add_argument("--device", default="cuda")
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--text-tower", action="store_true",
+                   help="build the model's CLIP text tower with the model (as lsegrt did before it was built on "
+                        "first use; imports open_clip), for an A/B of that change")
+    p.add_argument("--profile", help="write cProfile's top functions (cumulative and own time) here, in two parts: "
+                                      "model load + open, and the first call; CUDA is initialized as its own step first")
     args = p.parse_args()
     steps = {"start_to_main_s": round(since_start(), 3)}
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -56,8 +61,19 @@ def main() -> int:
     from lsegrt.backends.base import option_value
 
     steps["imports_s"] = round(since_start(), 3)
+    prof, profiles = None, {}
+    if args.profile:
+        import cProfile
+
+        if args.device.startswith("cuda"):  # so that the profile's load step is the checkpoint alone
+            torch.zeros(1, device=args.device)
+            steps["cuda_init_s"] = round(since_start(), 3)
+        prof = cProfile.Profile()
+        prof.enable()
     model = lsegrt.load(args.checkpoint, args.device) if args.checkpoint else \
         lsegrt.random_model(args.variant, seed=0, device=args.device)
+    if args.text_tower:
+        model.text_tower  # noqa: B018
     steps["model_s"] = round(since_start(), 3)
     options = {k.replace("-", "_"): option_value(v) for k, _, v in (o.partition("=") for o in args.option)}
     if args.cuda_graph:
@@ -65,6 +81,11 @@ def main() -> int:
     enc = lsegrt.Encoder.open("compile", checkpoint=model, engine=args.engine, device=args.device,
                               precision=args.precision, **options)
     steps["open_s"] = round(since_start(), 3)
+    if prof is not None:  # the first call gets a profile of its own
+        prof.disable()
+        profiles["model load + open"] = prof
+        prof = cProfile.Profile()
+        prof.enable()
     h, w = (int(v) for v in args.size.lower().split("x")) if "x" in args.size else (int(args.size),) * 2
     x = torch.randn(args.batch, 3, h, w, device=args.device, generator=torch.Generator(args.device).manual_seed(0))
     for name in ("first_call_s", "second_call_s", "third_call_s"):  # CUDA graphs record on the second/third
@@ -72,6 +93,19 @@ def main() -> int:
         if y.is_cuda:
             torch.cuda.synchronize()
         steps[name] = round(since_start(), 3)
+        if prof is not None:
+            prof.disable()
+            profiles["first call"], prof = prof, None
+    if profiles:
+        import io
+        import pstats
+
+        text = io.StringIO()
+        for part, stats in profiles.items():
+            for key in ("cumulative", "tottime"):
+                text.write(f"===== {part}, by {key} =====\n")
+                pstats.Stats(stats, stream=text).sort_stats(key).print_stats(40)
+        Path(args.profile).write_text(text.getvalue())
     from torch._dynamo.utils import counters
 
     result = {"engine": args.engine, "variant": model.variant, "precision": args.precision, "shape": [args.batch, h, w],

@@ -8,11 +8,13 @@
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
+#   flex             FlexAttention's Triton kernel vs SDPA, ViT-L/16 token counts (issue9_probe.py --flex) [~2 min]
 #   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
-#                    instead of random weights (what a user with a real checkpoint does)  [~1 min; +40 s cold]
+#                    instead of random weights (what a user with a real checkpoint does); also writes
+#                    first9_V_profile.txt (cProfile of a third saved-build run: load, first call)  [~1 min; +40 s cold]
 #
 # The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
 # whole-model compile at 384 is a cache hit; the saved-build and cold runs get empty caches of their own.
@@ -65,7 +67,7 @@ for phase in "$@"; do
       cp "/tmp/p9_${v}_$s/profile.json" "$OUT/profile9_${v}_$s.json"
       cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
     first)
-      rm -rf /tmp/ind9_cold /tmp/ind9_saved /tmp/first9; mkdir -p /tmp/first9
+      rm -rf /tmp/ind9_cold /tmp/ind9_saved /tmp/ind9_again /tmp/ind9_profiled /tmp/first9; mkdir -p /tmp/first9
       SRC="--variant $v"  # random weights; FIRST_CKPT=1: a synthetic checkpoint file in the official layout
       if [ "${FIRST_CKPT:-0}" = 1 ]; then
         $PY -c "import sys; from lsegrt.synthetic import official_state_dict as o, save_lightning_checkpoint as s; s(sys.argv[2], o(sys.argv[1]))" \
@@ -73,16 +75,30 @@ for phase in "$@"; do
       fi
       TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout 400 $L build --backend compile $SRC --precision $PREC \
         $CG $FIRST_CAND --shape $SHAPE $DEV --out "/tmp/first9/$v.compiled" 2>&1 | quiet | tail -4
-      modes="saved"; [ "${FIRST_COLD:-0}" = 1 ] && modes="saved cold"
-      echo '{}' > /tmp/first9/cold.json
+      # saved: the first process on this machine to import the stack (Python may have no bytecode cached
+      # yet); again: the same in a new process (as any later run); profiled: again, under cProfile.
+      # Each gets an empty Inductor cache of its own.
+      # FIRST_TEXT=1 adds text: again, with the text tower built at load (imports open_clip), an A/B.
+      # FIRST_TEXT=2: text twice (the first may be the first process to import open_clip on the machine)
+      modes="saved again profiled"; [ "${FIRST_TEXT:-0}" = 1 ] && modes="saved again text profiled"
+      [ "${FIRST_TEXT:-0}" = 2 ] && modes="saved text again text2 profiled"
+      [ "${FIRST_COLD:-0}" = 1 ] && modes="$modes cold"
+      for mode in cold saved again text text2 profiled; do echo '{}' > /tmp/first9/$mode.json; done
       for mode in $modes; do
-        eng=""; [ $mode = saved ] && eng="--engine /tmp/first9/$v.compiled"
+        eng="--engine /tmp/first9/$v.compiled"; [ $mode = cold ] && eng=""
+        prof=""; [ $mode = profiled ] && prof="--profile $OUT/first9_${v}_profile.txt"
+        [ ${mode%2} = text ] && prof="--text-tower"
         dev=${DEV#--device }; dev=${dev:-cuda}
         TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
-          --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" 2>&1 | tail -1
+          --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" $prof 2>&1 | tail -1
       done
-      $PY -c "import json,sys; d={k: json.load(open(f)) for k, f in zip(('cold','saved','build_sidecar'), sys.argv[1:4])}; open(sys.argv[4],'w').write(json.dumps(d, indent=1))" \
-        /tmp/first9/cold.json /tmp/first9/saved.json "/tmp/first9/$v.compiled.json" "$OUT/first9_$v.json" ;;
+      $PY -c "import json,sys; n=('cold','saved','again','text','text2','profiled','build_sidecar'); d={k: json.load(open(f)) for k, f in zip(n, sys.argv[1:8])}; d['modes']=sys.argv[9].split(); open(sys.argv[8],'w').write(json.dumps(d, indent=1))" \
+        /tmp/first9/cold.json /tmp/first9/saved.json /tmp/first9/again.json /tmp/first9/text.json \
+        /tmp/first9/text2.json /tmp/first9/profiled.json "/tmp/first9/$v.compiled.json" "$OUT/first9_$v.json" "$modes" ;;
+    flex)  # FlexAttention's Triton kernel vs SDPA (tools/issue9_probe.py --flex; no model candidates)
+      OUT=/tmp/fx9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --flex --candidates stock --budget 0 \
+        --out /tmp/fx9 2>&1 | grep "flex" | tail -40
+      cp /tmp/fx9/issue9_probe.json "$OUT/issue9_flex.json" ;;
     splitk)  # micro-benchmark of split-K block GEMMs (tools/issue9_probe.py --splitk; no model candidates)
       OUT=/tmp/sk9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --splitk --candidates stock --budget 0 \
         --out /tmp/sk9 2>&1 | grep "micro" | tail -20

@@ -201,6 +201,45 @@ def sdpa_bench(res: dict, sizes: list[int]) -> None:
             res["sdpa"].append(row)
 
 
+def flex_bench(res: dict) -> None:
+    """FlexAttention's Triton kernel (no score_mod, no mask) against PyTorch's SDPA choice (cuDNN here) at
+    ViT-L/16's token counts, batch 1 and 8: Inductor's autotuned choice and fixed tiles, 24 calls per CUDA
+    graph; max |difference| to the SDPA output."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention.flex_attention import flex_attention
+
+    tiles = [None, (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (128, 128, 8, 2)]
+    for batch, n in ((1, 577), (1, 1201), (1, 4097), (8, 577), (8, 1201)):
+        q, k, v = (torch.randn(batch, 16, n, 64, device="cuda", dtype=torch.float16) for _ in range(3))
+        flops = 4 * n * n * 64 * 16 * batch
+        ref_ms, ref = graph_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+        res["flex"].append({"batch": batch, "tokens": n, "kernel": "sdpa", "ms": ref_ms,
+                            "tflops": round(flops / ref_ms / 1e9, 1)})
+        for tile in tiles:
+            row = {"batch": batch, "tokens": n, "kernel": "flex", "tile": tile or "autotune"}
+            try:
+                torch._dynamo.reset()
+                if tile is None:
+                    fn = torch.compile(flex_attention, dynamic=False, mode="max-autotune-no-cudagraphs")
+                    call = lambda: fn(q, k, v)  # noqa: E731
+                else:
+                    fn = torch.compile(flex_attention, dynamic=False)
+                    opts = dict(zip(("BLOCK_M", "BLOCK_N", "num_warps", "num_stages"), tile))
+                    call = lambda: fn(q, k, v, kernel_options=opts)  # noqa: E731
+                t = time.perf_counter()
+                call()
+                torch.cuda.synchronize()
+                row["compile_s"] = round(time.perf_counter() - t, 1)
+                ms, out = graph_ms(call)
+                row.update(ms=ms, tflops=round(flops / ms / 1e9, 1), vs_sdpa=round(ref_ms / ms, 3),
+                           max_abs_diff=float((out.float() - ref.float()).abs().max()))
+            except Exception as exc:
+                row["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            log(f"flex {row}")
+            res["flex"].append(row)
+
+
 def micro_bench(res: dict) -> None:
     """fc1's bias + exact GELU as two kernels vs cuBLASLt's fused GELU epilogue (tanh approximation), and
     the 16×16 patch-embedding convolution vs the same product as a GEMM: 24 calls per CUDA graph."""
@@ -319,7 +358,7 @@ def parent(args, names: list[str]) -> int:
     res = {"argv": sys.argv[1:], "variant": args.variant,
            "precision": "fp32" if args.cpu else "fp16", "batch": 1, "cuda_graph": not args.cpu, "gate": GATE,
            "labels": LABELS, "caps": {n: CAPS[n] for n in names}, "budget_s": args.budget, "env": env_info(args.cpu),
-           "sdpa": [], "micro": [], "runs": [], "skipped": [], "errors": []}
+           "sdpa": [], "flex": [], "micro": [], "runs": [], "skipped": [], "errors": []}
     json_path, log_path = out / "issue9_probe.json", out / "issue9_workers.log"
 
     def save():
@@ -329,6 +368,9 @@ def parent(args, names: list[str]) -> int:
 
     if args.sdpa and not args.cpu:
         sdpa_bench(res, args.sizes)
+        save()
+    if args.flex and not args.cpu:
+        flex_bench(res)
         save()
     if args.micro and not args.cpu:
         micro_bench(res)
@@ -389,6 +431,7 @@ def main() -> int:
     p.add_argument("--budget", type=float, default=500, help="seconds for all workers (default 500)")
     p.add_argument("--iters", type=int, default=60, help="timed calls per measurement (default 60)")
     p.add_argument("--sdpa", action="store_true", help="also time the SDPA kernel families")
+    p.add_argument("--flex", action="store_true", help="also time FlexAttention's Triton kernel against SDPA")
     p.add_argument("--micro", action="store_true", help="also time fc1+GELU fusion and the patch GEMM")
     p.add_argument("--splitk", action="store_true", help="also time split-K variants of the block GEMMs")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")

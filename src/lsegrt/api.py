@@ -67,12 +67,19 @@ class LSegModel:
     """A loaded LSeg checkpoint: image encoder, text encoder, preprocessing and segmentation.
 
     Attributes: ``variant`` (e.g. "vit_l16"), ``mean``/``std`` (input normalization), ``net`` (the
-    torch module), ``source`` (checkpoint path or "random:<variant>:seed<k>"), ``device``.
+    torch module, the checkpoint's whole tree), ``source`` (checkpoint path or "random:<variant>:seed<k>"),
+    ``device``.
+
+    The text tower is built when it is first needed (``net``, :meth:`encode_text`): image-only work
+    (:meth:`encode_image`, :meth:`image_encoder`, every backend) never imports open_clip, whose package
+    import pulls in Hugging Face transformers wherever that is installed.
     """
 
     def __init__(self, net: LSegNet, cfg: LSegConfig, source: str, device: torch.device, file: Path | None = None,
-                 sha256: str | None = None):
-        self.net = net
+                 sha256: str | None = None, text_state: dict[str, torch.Tensor] | None = None):
+        self._net = net
+        # the validated `clip_pretrained.*` tensors (CPU) while the text tower is not built yet
+        self._text_state = None if net.has_text_tower else text_state
         self.config = cfg
         self.source = source
         self.device = device
@@ -119,7 +126,7 @@ class LSegModel:
 
     def to(self, device: str | torch.device) -> "LSegModel":
         self.device = _device(device)
-        self.net.to(self.device)
+        self._net.to(self.device)
         self._text_cache.clear()
         return self
 
@@ -143,9 +150,32 @@ class LSegModel:
             raise LsegError(f"expected a (B,3,H,W) image tensor, got shape {tuple(x.shape)}")
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise LsegError(f"image size {x.shape[-2]}x{x.shape[-1]}: H and W must be multiples of 32")
-        return self.net(x.to(self.device, torch.float32))
+        return self._net(x.to(self.device, torch.float32))
+
+    def image_encoder(self):
+        """The image path alone (:class:`lsegrt.model.net.ImageEncoder`), sharing this model's weights."""
+        return self._net.image_encoder()
 
     # -- text -----------------------------------------------------------------------------------
+    @property
+    def net(self) -> LSegNet:
+        """The whole network (image encoder and text tower: the checkpoint's module tree)."""
+        self.text_tower  # noqa: B018 (built on first use)
+        return self._net
+
+    @property
+    def text_tower(self):
+        """The CLIP text tower (`net.clip_pretrained`), built on first use."""
+        if not self._net.has_text_tower:
+            from .model.checkpoint import attach_text_tower
+
+            if self._text_state is None:
+                raise LsegError(f"{self.name}: built without its text tower's weights")
+            with torch.inference_mode(False):  # ordinary parameters, even when first asked for under it
+                attach_text_tower(self._net, self._text_state, self.device)
+            self._text_state = None
+        return self._net.clip_pretrained
+
     @torch.inference_mode()
     def encode_text(self, labels: list[str] | str) -> torch.Tensor:
         """Labels (raw strings, no prompt template) → (N,512) float32 unit vectors on the model's device.
@@ -161,7 +191,7 @@ class LSegModel:
             self._text_cache.move_to_end(key)
             return self._text_cache[key]
         ids = tokenize(labels, self.config.text.context_length).to(self.device)
-        self._text_cache[key] = l2_normalize(encode_tokens(self.net.clip_pretrained, ids), dim=-1)
+        self._text_cache[key] = l2_normalize(encode_tokens(self.text_tower, ids), dim=-1)
         while len(self._text_cache) > TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
         return self._text_cache[key]
@@ -218,6 +248,13 @@ def split_labels(text: str) -> list[str]:
     return labels
 
 
+def text_part(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The text tower's tensors of a validated state dict, kept on the CPU until text is first encoded."""
+    from .model.checkpoint import TEXT
+
+    return {k: v.cpu() for k, v in sd.items() if k.startswith(TEXT)}
+
+
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegModel:
     """Load an official Lightning `.ckpt`, a plain state_dict `.pt/.pth`, or `.safetensors` (strictly);
     ``"random:VARIANT[:seedK]"`` gives :func:`random_model` instead.
@@ -237,8 +274,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegMod
     cfg = detect_variant(sd, path.name)
     sd = validate(sd, cfg, source=path.name)
     identity = checkpoint_identity(path, sd, at)  # of the CPU tensors just read, before the device move
-    net = build_net(cfg, sd, device)
-    return LSegModel(net, cfg, str(path), device, file=path, sha256=identity)
+    net = build_net(cfg, sd, device, text=False)
+    return LSegModel(net, cfg, str(path), device, file=path, sha256=identity, text_state=text_part(sd))
 
 
 def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | torch.device = "cpu") -> LSegModel:
@@ -247,8 +284,9 @@ def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | to
 
     device = _device(device)
     cfg = get_config(variant)
-    net = build_net(cfg, random_state_dict(cfg, seed), device)
-    return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device)
+    sd = random_state_dict(cfg, seed)
+    net = build_net(cfg, sd, device, text=False)
+    return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device, text_state=text_part(sd))
 
 
 def model_from_spec(spec: Any, device: str | torch.device = "cpu") -> LSegModel:

@@ -115,10 +115,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_engine_output(path: str | os.PathLike, suffixes: tuple[str, ...] = (),
-                        inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
+                        inputs: tuple[str | os.PathLike | None, ...] = (), data_suffixes: tuple[str, ...] = ()) -> Path:
     """An engine output path, refused (one line) before any work when it cannot or must not be written:
     missing or read-only folder, a folder in its place, a wrong suffix, or one of ``inputs`` (an output
-    never replaces an input, nor the input's sidecar)."""
+    never replaces an input, nor the input's sidecar, nor do the data files ``path`` + each of
+    ``data_suffixes`` written beside it)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if suffixes and path.suffix not in suffixes:
@@ -133,7 +134,7 @@ def check_engine_output(path: str | os.PathLike, suffixes: tuple[str, ...] = (),
         if given is None:
             continue
         given = Path(given)
-        for out in (path, sidecar_path(path)):
+        for out in (path, sidecar_path(path), *(path.with_name(path.name + x) for x in data_suffixes)):
             if _same_file(out, given):
                 raise LsegError(f"output {out} is the input {given}; choose another output name")
     return path

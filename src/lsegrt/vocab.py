@@ -94,7 +94,7 @@ def compute_embeddings(
     from .model.text import encode_tokens, tokenize
     from .progress import Progress
 
-    tower = model.net.clip_pretrained
+    tower = model.text_tower
     context = model.config.text.context_length
     out = torch.empty(len(words), model.config.out_dim, dtype=torch.float32)
     with Progress("embedding vocabulary (once per checkpoint, then cached)", total=len(words), unit="words",

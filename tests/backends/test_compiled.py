@@ -79,12 +79,13 @@ def saved_build(tmp_path_factory):
 
 
 def _first_call_in_a_fresh_process(out: Path, build_cache: Path, tmp: Path, options: dict) -> dict:
-    """Open the saved build in a new process whose Inductor cache holds the build's compiled C++ kernels
-    (on a CPU they are not part of the saved artifacts; on a GPU the Triton kernels are) but none of its
-    graph caches, so a graph can only come from the saved file; run one call; its counters and error."""
+    """Open the saved build in a new process with an empty Inductor cache, so that graphs and C++ kernels
+    can only come from the saved files; run one call; its counters, error and first-call seconds. Every
+    kernel library in that cache afterwards must be one the build saved: no kernel was compiled."""
+    import zipfile
+
     fresh = tmp / "inductor-load"
-    shutil.copytree(build_cache, fresh, ignore=shutil.ignore_patterns("fxgraph", "aotautograd"))
-    assert not (fresh / "fxgraph").exists() and not (fresh / "aotautograd").exists()
+    fresh.mkdir()
     code = textwrap.dedent(f"""
         import json, time, torch, lsegrt
         from torch._dynamo.utils import counters
@@ -105,6 +106,13 @@ def _first_call_in_a_fresh_process(out: Path, build_cache: Path, tmp: Path, opti
     assert result["err"] < 1e-4 and result["engine"] == str(out)
     assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
     assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
+    with zipfile.ZipFile(out.with_name(out.name + ".cpp-kernels.zip")) as zf:
+        saved = set(zf.namelist())
+    libs = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*.so")}
+    # the only libraries built here: Inductor's probes of which vector ISA this CPU runs (marked
+    # `.load_ok`), which must be this machine's own, never a build's
+    probes = {p.relative_to(fresh).as_posix().removesuffix(".load_ok") for p in fresh.rglob("*.so.load_ok")}
+    assert saved <= libs and libs - saved == probes, (sorted(libs - saved - probes), sorted(saved - libs))
     return result
 
 
@@ -118,6 +126,8 @@ def test_saved_build_records_what_it_was_built_for(saved_build):
     assert req["checkpoint_sha256"] == lsegrt.random_model("vit_tiny").sha256
     assert req["options"]["freezing"] is False and req["options"]["mode"] == "default"
     assert info["artifact_bytes"] == out.stat().st_size and saved_build_intact(out)
+    kernels = out.with_name(out.name + ".cpp-kernels.zip")  # the CPU's C++ kernels, bound like the file
+    assert info["cpp_kernels"] >= 1 and side["contents"]["data_files"][kernels.name]["bytes"] == kernels.stat().st_size
     assert info["artifacts"]["inductor"] >= 1 and info["compile"][0]["compile_seconds"] > 0
 
 
@@ -159,6 +169,8 @@ def test_saved_build_refuses_other_torch_and_replaced_bytes(saved_build, tmp_pat
     model = lsegrt.random_model("vit_tiny")
     other = tmp_path / "other.compiled"
     shutil.copy(out, other)
+    kernels = out.with_name(out.name + ".cpp-kernels.zip")  # the sidecar names it; it must come along
+    shutil.copy(kernels, tmp_path / kernels.name)
     side = json.loads(Path(str(out) + ".json").read_text())
     side["request"]["torch"] = "1.0.0"
     Path(str(other) + ".json").write_text(json.dumps(side))
@@ -168,9 +180,33 @@ def test_saved_build_refuses_other_torch_and_replaced_bytes(saved_build, tmp_pat
     other.write_bytes(out.read_bytes()[:-1] + b"\0")
     with pytest.raises(LsegError, match="is not the file its sidecar"):
         lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
+    shutil.copy(out, other)
+    (tmp_path / kernels.name).write_bytes(kernels.read_bytes() + b"\0")  # C++ kernels are code: bound too
+    with pytest.raises(LsegError, match="cpp-kernels.zip is not the file its sidecar"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
     Path(str(other) + ".json").unlink()
     with pytest.raises(LsegError, match="no sidecar"):
         lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
+
+
+def test_kernel_zip_entries_other_than_inductor_library_names_are_refused(tmp_path, monkeypatch):
+    import zipfile
+
+    from lsegrt.backends.compiled import restore_cpp_kernels
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    good = "ab/c" + "a" * 51 + ".main.so"
+    for bad in ("../escape.so", "/abs/c.so", "ab/notakernel.py", "ab/c" + "a" * 51 + ".so.load_ok"):
+        z = tmp_path / "k.zip"
+        with zipfile.ZipFile(z, "w") as zf:
+            zf.writestr(good, b"x")
+            zf.writestr(bad, b"x")
+        with pytest.raises(LsegError, match="unexpected entry"):
+            restore_cpp_kernels(z)
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(good, b"lib")
+    assert restore_cpp_kernels(z) == 1 and (tmp_path / "cache" / good).read_bytes() == b"lib"
+    assert restore_cpp_kernels(z) == 0  # present already: kept
 
 
 @pytest.mark.slow

@@ -304,3 +304,63 @@ def test_weights_identity_is_read_once_per_file_version(tmp_path, monkeypatch, c
     sd["net.scratch.head1.bias"][0] += 1
     save_lightning_checkpoint(src, sd)  # same path, new weights
     assert C.checkpoint_identity(src) != first and len(reads) == 1
+
+
+# -- the text tower, built on first use -------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["vit_tiny", "vit_l16"])
+def test_text_layout_written_out_equals_open_clips_tower(variant):
+    """Checking a checkpoint uses text.state_shapes (no open_clip); it must be open_clip's real layout."""
+    from lsegrt.model.config import get_config
+    from lsegrt.model.text import build_text_tower, state_shapes
+
+    cfg = get_config(variant).text
+    with torch.device("meta"):
+        tower = build_text_tower(cfg)
+    assert {k: (tuple(v.shape), v.dtype) for k, v in tower.state_dict().items()} == {
+        k: (tuple(s), d) for k, (s, d) in state_shapes(cfg).items()}
+
+
+def test_image_only_work_never_imports_open_clip(official_ckpt, tmp_path):
+    """Loading a checkpoint and encoding images (what encode/extract and a saved build's first inference
+    do) leaves open_clip (and the transformers import it triggers) out; text builds the tower then."""
+    import subprocess
+
+    path = official_ckpt("vit_tiny")
+    code = (
+        "import sys, torch, lsegrt\n"
+        f"m = lsegrt.load({str(path)!r})\n"
+        "x = torch.randn(1, 3, 64, 64)\n"
+        "feats = m.encode_image(x)\n"
+        "enc = lsegrt.Encoder.open('torch', checkpoint=m)\n"
+        "assert torch.equal(enc(x), feats)\n"
+        "print('open_clip' in sys.modules)\n"
+        "t = m.encode_text(['dog', 'grass'])\n"
+        "print('open_clip' in sys.modules, tuple(t.shape))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["False", "True (2, 512)"]
+
+
+def test_net_is_the_whole_tree_whose_text_tower_is_built_on_first_use(official_ckpt):
+    from lsegrt.model.checkpoint import build_net, detect_variant, read_state_dict, validate
+
+    path = official_ckpt("vit_tiny")
+    model = lsegrt.load(path)
+    lazy = model.encode_text(["a dog", "grass"])
+    sd = read_state_dict(path)
+    sd = validate(sd, detect_variant(sd))
+    eager = build_net(detect_variant(sd), sd)
+    assert eager.has_text_tower
+    assert set(model.net.state_dict()) == set(eager.state_dict())  # `net` is the whole checkpoint tree
+    for k, v in eager.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v), k
+    from lsegrt.model.text import encode_tokens, tokenize
+
+    ids = tokenize(["a dog", "grass"])
+    ref = torch.nn.functional.normalize(encode_tokens(eager.clip_pretrained, ids), dim=-1)
+    assert torch.allclose(lazy, ref, atol=1e-6)
+    # built under encode_text's inference mode, the tower still holds ordinary parameters
+    assert not any(p.is_inference() for p in model.text_tower.parameters())
+    model.net.load_state_dict(eager.state_dict())  # in-place updates outside inference mode work

@@ -55,7 +55,7 @@ def encoder_module(model, precision: str, device: torch.device, private: bool = 
 
     from ..model.net import CastEncoder
 
-    enc = model.net.image_encoder()
+    enc = model.image_encoder()
     if private or precision != "fp32" or torch.device(device) != model.device:
         enc = copy.deepcopy(enc)
     enc = enc.to(device=device, dtype=DTYPES[precision])

@@ -6,9 +6,10 @@ latter builds on a machine without a GPU (its runtime refuses Hopper, SM 9.0).
 aoti: torch.export with dynamic batch and H, W = 32·k, compiled into a `.pt2` AOTInductor package for
 `--device` and `--precision`; reloads without recompiling (tied to the torch version that built it).
 compile: torch.compile of the checkpoint for each `--shape` with the given `--option`s (e.g. freezing=true)
-and `--cuda-graph`, saving what compilation and autotuning produced (torch.compiler.save_cache_artifacts);
-`--backend compile --engine FILE` in a new process then reaches its first inference without recompiling
-or re-autotuning. Tied to the checkpoint, precision, options, torch/Triton versions and GPU.
+and `--cuda-graph`, saving what compilation and autotuning produced (torch.compiler.save_cache_artifacts;
+on a CPU also the C++ kernel libraries, FILE.cpp-kernels.zip); `--backend compile --engine FILE` in a new
+process then reaches its first inference without recompiling or re-autotuning. Tied to the checkpoint,
+precision, options, torch/Triton versions and GPU.
 
 An existing output whose sidecar records the same request is kept (say `--force` to rebuild); one
 built for anything else is rebuilt, and the sidecar says exactly what it was built from.
@@ -87,7 +88,8 @@ def _out_path(args, request: dict, suffixes: tuple[str, ...]) -> Path:
         out = cache_dir() / "engines" / engine_name(request, suffixes[0])
         out.parent.mkdir(parents=True, exist_ok=True)
         return out
-    return check_engine_output(args.out, suffixes, inputs=(args.onnx, args.checkpoint))
+    data = (".cpp-kernels.zip",) if args.backend == "compile" else ()  # a CPU build's C++ kernels
+    return check_engine_output(args.out, suffixes, inputs=(args.onnx, args.checkpoint), data_suffixes=data)
 
 
 def _build_options(args):

@@ -51,6 +51,9 @@ _LIGHTNING_GLOBALS = [
 ]
 
 
+TEXT = "clip_pretrained."  # the text tower's keys
+
+
 def is_unused(key: str) -> bool:
     return key.startswith(UNUSED_PREFIXES)
 
@@ -105,9 +108,12 @@ def expected_shapes(cfg: LSegConfig) -> dict[str, tuple[torch.Size, torch.dtype]
     """Every key the network needs with its shape and dtype, from a meta-device build (no memory).
 
     Cached per variant: a load asks for it in detection, validation and random weights. Read-only."""
+    from .text import state_shapes
+
     with torch.device("meta"):
-        net = LSegNet(cfg)
-    return {k: (v.shape, v.dtype) for k, v in net.state_dict().items()}
+        net = LSegNet(cfg, text=False)
+    shapes = {k: (v.shape, v.dtype) for k, v in net.state_dict().items()}
+    return shapes | {f"{TEXT}{k}": v for k, v in state_shapes(cfg.text).items()}
 
 
 def detect_variant(sd: dict[str, torch.Tensor], source: str = "state_dict") -> LSegConfig:
@@ -218,15 +224,33 @@ def checkpoint_identity(path: str | os.PathLike, sd: dict[str, torch.Tensor] | N
     return value
 
 
-def build_net(cfg: LSegConfig, sd: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> LSegNet:
-    """Network with exactly ``sd``'s weights (already validated), in eval mode on ``device``."""
+def build_net(cfg: LSegConfig, sd: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+              text: bool = True) -> LSegNet:
+    """Network with exactly ``sd``'s weights (already validated), in eval mode on ``device``.
+
+    ``text=False``: the image encoder alone (``sd``'s `clip_pretrained.*` tensors are not used; see
+    :func:`attach_text_tower`)."""
     with torch.device("meta"):
-        net = LSegNet(cfg)
+        net = LSegNet(cfg, text=False)
     net = net.to_empty(device=device)
-    net.load_state_dict(sd, strict=True)
-    # to_empty leaves non-persistent buffers uninitialized; the text tower's causal mask is one.
-    net.clip_pretrained.attn_mask = net.clip_pretrained.build_causal_mask().to(device)
+    net.load_state_dict({k: v for k, v in sd.items() if not k.startswith(TEXT)}, strict=True)
+    if text:
+        attach_text_tower(net, sd, device)
     return net.eval()
+
+
+def attach_text_tower(net: LSegNet, sd: dict[str, torch.Tensor], device: str | torch.device) -> None:
+    """Build `clip_pretrained` on ``device`` from ``sd``'s `clip_pretrained.*` tensors (validated) and add
+    it to ``net``, which then holds the checkpoint's whole module tree."""
+    from .text import build_text_tower
+
+    with torch.device("meta"):
+        tower = build_text_tower(net.cfg.text)
+    tower = tower.to_empty(device=device)
+    tower.load_state_dict({k.removeprefix(TEXT): v for k, v in sd.items() if k.startswith(TEXT)}, strict=True)
+    # to_empty leaves non-persistent buffers uninitialized; the causal mask is one.
+    tower.attn_mask = tower.build_causal_mask().to(device)
+    net.clip_pretrained = tower.eval()
 
 
 _CONV_TRANSPOSE = {"pretrained.act_postprocess1.4.weight", "pretrained.act_postprocess2.4.weight"}

@@ -35,12 +35,21 @@ class ImageEncoder(nn.Module):
 
 
 class LSegNet(ImageEncoder):
-    """Image encoder plus `clip_pretrained` (the text tower), matching the checkpoint's module tree."""
+    """Image encoder plus `clip_pretrained` (the text tower), matching the checkpoint's module tree.
 
-    def __init__(self, cfg: LSegConfig):
+    ``text=False`` leaves the tower out (:func:`lsegrt.model.checkpoint.attach_text_tower` adds it when
+    text is first encoded): image-only work then never imports open_clip.
+    """
+
+    def __init__(self, cfg: LSegConfig, text: bool = True):
         super().__init__(cfg)
         self.cfg = cfg
-        self.clip_pretrained = build_text_tower(cfg.text)
+        if text:
+            self.clip_pretrained = build_text_tower(cfg.text)
+
+    @property
+    def has_text_tower(self) -> bool:
+        return "clip_pretrained" in self._modules
 
     def image_encoder(self) -> ImageEncoder:
         """The image path alone, sharing weights (for export/compile without the text tower)."""

@@ -4,25 +4,35 @@ The tower is open_clip's :class:`TextTransformer`, whose attribute names match t
 `clip_pretrained.*` keys. :func:`encode_tokens` runs its submodules itself so the sequence can be cut
 right after the last EOT token: with a causal mask the tokens after EOT cannot influence it, so the
 result is exact and short labels cost a fraction of the 77-token context.
+
+open_clip is imported on first use only: its package import pulls in Hugging Face transformers (and
+through it scikit-learn and SciPy) wherever those are installed, ≈ 3 s on the H200 machine, which an
+image-only run (encode, extract, a saved build's first inference) never needs.
+:func:`state_shapes` gives the tower's checkpoint layout without it.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer
-from open_clip.transformer import QuickGELU, TextTransformer
 
 from ..errors import LsegError
 from .config import TextConfig
 from .layers import LayerNormFp32
+
+if TYPE_CHECKING:
+    from open_clip.tokenizer import SimpleTokenizer
+    from open_clip.transformer import TextTransformer
 
 SOT, EOT = 49406, 49407
 
 
 def build_text_tower(cfg: TextConfig) -> TextTransformer:
     """`clip_pretrained`: token/positional embeddings, pre-norm blocks with QuickGELU, ln_final, projection."""
+    from open_clip.transformer import QuickGELU, TextTransformer
+
     return TextTransformer(
         context_length=cfg.context_length,
         vocab_size=cfg.vocab_size,
@@ -35,9 +45,27 @@ def build_text_tower(cfg: TextConfig) -> TextTransformer:
     )
 
 
+def state_shapes(cfg: TextConfig) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """The tower's state_dict layout (keys under `clip_pretrained.`, shapes, float32), as
+    :func:`build_text_tower` builds it, written out so that checking a checkpoint needs no open_clip
+    (a test holds it equal to open_clip's own module)."""
+    w, f32 = cfg.width, torch.float32
+    shapes = {"token_embedding.weight": (cfg.vocab_size, w), "positional_embedding": (cfg.context_length, w)}
+    for i in range(cfg.layers):
+        block = {"ln_1.weight": (w,), "ln_1.bias": (w,), "attn.in_proj_weight": (3 * w, w), "attn.in_proj_bias": (3 * w,),
+                 "attn.out_proj.weight": (w, w), "attn.out_proj.bias": (w,), "ln_2.weight": (w,), "ln_2.bias": (w,),
+                 "mlp.c_fc.weight": (4 * w, w), "mlp.c_fc.bias": (4 * w,), "mlp.c_proj.weight": (w, 4 * w),
+                 "mlp.c_proj.bias": (w,)}
+        shapes.update({f"transformer.resblocks.{i}.{k}": v for k, v in block.items()})
+    shapes.update({"ln_final.weight": (w,), "ln_final.bias": (w,), "text_projection": (w, 512)})
+    return {k: (torch.Size(v), f32) for k, v in shapes.items()}
+
+
 @lru_cache(maxsize=1)
 def tokenizer() -> SimpleTokenizer:
     """CLIP byte-level BPE (vocabulary shipped inside open_clip: nothing is downloaded)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
     return SimpleTokenizer()
 
 
