@@ -3,8 +3,9 @@
 ``cuda_graph=True`` selects Inductor's "reduce-overhead" mode: each input shape is captured once
 into a CUDA graph and replayed, which removes the launch gaps that dominate a ViT-L at small sizes.
 Shapes are static by default (``dynamic=False``): Inductor tunes kernels for the exact size and a new
-size costs one more compile. ``dynamic=True`` compiles once for symbolic batch/H/W (matmuls and convs
-are library calls either way), which is what a sweep over many sizes wants. ``tf32`` is as for the
+size costs one more compile (up to :data:`RECOMPILE_LIMIT` per process). ``dynamic=True`` compiles once
+for symbolic batch/H/W (matmuls and convs are library calls either way), which is what a sweep over
+many sizes wants. ``tf32`` is as for the
 `torch` backend; the flags are in effect when a shape is compiled and captured as well as when it runs.
 
 Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on an H200 (ViT-L/16 fp16,
@@ -38,7 +39,7 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
 kernels; on a CPU also the C++ kernel libraries, in a zip beside the file) are loaded before the first
 call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
-is Dynamo tracing the model and loading the kernels: on an H200, ViT-L/16 ``fast`` at 384², 4–6 s from
+is Dynamo tracing the model and loading the kernels: on an H200, ViT-L/16 ``fast`` at 384², 3.9–6.1 s from
 opening the build to the first output, 8.3–11.7 s from process start (docs/BENCHMARKS.md). The sidecar
 binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
 bytes; any difference is refused.
@@ -252,10 +253,22 @@ def compile_module(module: torch.nn.Module, options: CompileOptions, device: tor
     return torch.compile(module, options=inductor, dynamic=options.dynamic, fullgraph=True)
 
 
+# Dynamo keeps one entry per distinct input shape (and model structure, precision, options) for each code
+# object, and every compile encoder of a process shares the model's forward code. At its default limit
+# (8) a process's 9th distinct shape was a hard failure (fullgraph=True: FailOnRecompileLimitHit), e.g.
+# `segment` over photos of many sizes. Each entry is a specialization the caller asked for, so lsegrt
+# allows this many; `dynamic=true` serves any number of shapes with one.
+RECOMPILE_LIMIT = 1024
+
+
 @contextlib.contextmanager
 def call_scope(options: CompileOptions):
-    """Process-wide flags a compiled call runs (and is traced) under: TF32 and the SDPA kernel choice."""
-    with tf32_scope(options.tf32), sdpa_scope(options.sdpa):
+    """Process-wide flags a compiled call runs (and is traced) under: TF32, the SDPA kernel choice, and
+    Dynamo's recompile limits (:data:`RECOMPILE_LIMIT`)."""
+    cfg = torch._dynamo.config
+    limits = cfg.patch(recompile_limit=max(cfg.recompile_limit, RECOMPILE_LIMIT),
+                       accumulated_recompile_limit=max(cfg.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT))
+    with tf32_scope(options.tf32), sdpa_scope(options.sdpa), limits:
         yield
 
 
@@ -466,7 +479,11 @@ def restore_cpp_kernels(path: Path) -> int:
 
     root = Path(cache_dir())
     written = 0
-    with zipfile.ZipFile(path) as zf:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LsegError(f"{path.name} cannot be read ({exc}); rebuild the saved build") from None
+    with zf:
         names = zf.namelist()
         for name in names:  # all checked before any is written
             if not _KERNEL_NAME.match(name):

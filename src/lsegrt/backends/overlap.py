@@ -26,7 +26,7 @@ WARMUP = 3  # calls before capture: the first compiles, the rest let Inductor/cu
 # Dynamo keeps its compiled entries per code object, and the four segments (and the four branches)
 # share one forward: each input shape costs four entries of it, where the whole-model compile costs
 # one. Its recompile limit is raised by that factor while pieces compile, so they get as many shapes
-# as stock torch.compile does (8 by default).
+# as the whole-model compile does (compiled.RECOMPILE_LIMIT, set by its call_scope).
 SHARED = 4
 
 
