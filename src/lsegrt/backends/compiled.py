@@ -5,8 +5,8 @@ into a CUDA graph and replayed, which removes the launch gaps that dominate a Vi
 Shapes are static by default (``dynamic=False``): Inductor tunes kernels for the exact size and a new
 size costs one more compile (up to :data:`RECOMPILE_LIMIT` per process). ``dynamic=True`` compiles once
 for symbolic batch/H/W (matmuls and convs are library calls either way), which is what a sweep over
-many sizes wants. ``tf32`` is as for the
-`torch` backend; the flags are in effect when a shape is compiled and captured as well as when it runs.
+many sizes wants. ``tf32`` is as for the `torch` backend; the flags are in effect when a shape is
+compiled and captured as well as when it runs.
 
 Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on an H200 (ViT-L/16 fp16,
 stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
