@@ -78,7 +78,7 @@ class LSegModel:
     def __init__(self, net: LSegNet, cfg: LSegConfig, source: str, device: torch.device, file: Path | None = None,
                  sha256: str | None = None, text_state: dict[str, torch.Tensor] | None = None):
         self._net = net
-        # the validated `clip_pretrained.*` tensors (CPU) while the text tower is not built yet
+        # the validated `clip_pretrained.*` tensors (on the model's device) while the text tower is not built
         self._text_state = None if net.has_text_tower else text_state
         self.config = cfg
         self.source = source
@@ -127,6 +127,8 @@ class LSegModel:
     def to(self, device: str | torch.device) -> "LSegModel":
         self.device = _device(device)
         self._net.to(self.device)
+        if self._text_state is not None:
+            self._text_state = {k: v.to(self.device) for k, v in self._text_state.items()}
         self._text_cache.clear()
         return self
 
@@ -248,11 +250,12 @@ def split_labels(text: str) -> list[str]:
     return labels
 
 
-def text_part(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The text tower's tensors of a validated state dict, kept on the CPU until text is first encoded."""
+def text_part(sd: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The text tower's tensors of a validated state dict, kept on ``device`` (where the built tower would
+    have held them: no more host or GPU memory than before) until text is first encoded."""
     from .model.checkpoint import TEXT
 
-    return {k: v.cpu() for k, v in sd.items() if k.startswith(TEXT)}
+    return {k: v.to(device) for k, v in sd.items() if k.startswith(TEXT)}
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegModel:
@@ -275,7 +278,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> LSegMod
     sd = validate(sd, cfg, source=path.name)
     identity = checkpoint_identity(path, sd, at)  # of the CPU tensors just read, before the device move
     net = build_net(cfg, sd, device, text=False)
-    return LSegModel(net, cfg, str(path), device, file=path, sha256=identity, text_state=text_part(sd))
+    return LSegModel(net, cfg, str(path), device, file=path, sha256=identity, text_state=text_part(sd, device))
 
 
 def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | torch.device = "cpu") -> LSegModel:
@@ -286,7 +289,7 @@ def random_model(variant: str = DEFAULT_VARIANT, seed: int = 0, device: str | to
     cfg = get_config(variant)
     sd = random_state_dict(cfg, seed)
     net = build_net(cfg, sd, device, text=False)
-    return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device, text_state=text_part(sd))
+    return LSegModel(net, cfg, f"random:{variant}:seed{seed}", device, text_state=text_part(sd, device))
 
 
 def model_from_spec(spec: Any, device: str | torch.device = "cpu") -> LSegModel:
