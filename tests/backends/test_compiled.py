@@ -59,16 +59,18 @@ def test_gemm_tile_filter_matches_inductors_descriptions():
     assert not re.search(gemm_tiles_regex(), kept.replace("BLOCK_N=128", "BLOCK_N=256"))
 
 
-def test_one_process_serves_more_shapes_than_dynamos_default_limit(monkeypatch):
+def test_one_process_serves_more_shapes_than_dynamos_default_limit():
     """Every distinct static shape is one Dynamo entry of the model's forward, shared by all compile
     encoders of a process: at Dynamo's limit the next shape was a hard failure (FailOnRecompileLimitHit).
     Here the limit is 1 and an encoder still compiles two new shapes."""
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    enc = lsegrt.Encoder.open("compile", variant="vit_tiny", device="cpu", precision="fp32")
-    for h, w in ((32, 160), (160, 32)):  # sizes no other test compiles
-        assert enc(torch.randn(1, 3, h, w)).shape == (1, 512, h // 2, w // 2)
+    # Dynamo's own patch (pytest's monkeypatch deletes a config entry when it undoes)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        enc = lsegrt.Encoder.open("compile", variant="vit_tiny", device="cpu", precision="fp32")
+        for h, w in ((32, 160), (160, 32)):  # sizes no other test compiles
+            assert enc(torch.randn(1, 3, h, w)).shape == (1, 512, h // 2, w // 2)
+    assert torch._dynamo.config.recompile_limit == 8
 
 
 # -- saved builds ----------------------------------------------------------------------------------
