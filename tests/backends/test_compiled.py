@@ -74,9 +74,9 @@ def test_one_process_serves_more_shapes_than_dynamos_default_limit():
 
 
 # -- saved builds ----------------------------------------------------------------------------------
-def _build(root: Path, *extra: str) -> tuple[Path, Path]:
+def _build(root: Path, *extra: str) -> Path:
     """`lsegrt build --backend compile` of vit_tiny (CPU, fp32, 1x64x64) in a subprocess with its own
-    Inductor cache → (file, build cache dir)."""
+    Inductor cache → the file."""
     out, cache = root / "tiny.compiled", root / "inductor-build"
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "LSEGRT_CACHE": str(root / "lsegrt")}
     cmd = [sys.executable, "-m", "lsegrt", "build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
@@ -84,7 +84,7 @@ def _build(root: Path, *extra: str) -> tuple[Path, Path]:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "built in" in proc.stdout
-    return out, cache
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def saved_build(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("compiled"))
 
 
-def _first_call_in_a_fresh_process(out: Path, build_cache: Path, tmp: Path, options: dict) -> dict:
+def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict) -> dict:
     """Open the saved build in a new process with an empty Inductor cache, so that graphs and C++ kernels
     can only come from the saved files; run one call; its counters, error and first-call seconds. Every
     kernel library in that cache afterwards must be one the build saved: no kernel was compiled."""
@@ -132,7 +132,7 @@ def _first_call_in_a_fresh_process(out: Path, build_cache: Path, tmp: Path, opti
 
 @pytest.mark.slow
 def test_saved_build_records_what_it_was_built_for(saved_build):
-    out, _ = saved_build
+    out = saved_build
     side = json.loads(Path(str(out) + ".json").read_text())
     req, info = side["request"], side["info"]
     assert req["backend"] == "compile" and req["precision"] == "fp32" and req["variant"] == "vit_tiny"
@@ -147,7 +147,7 @@ def test_saved_build_records_what_it_was_built_for(saved_build):
 
 @pytest.mark.slow
 def test_saved_build_runs_in_a_fresh_process_without_recompiling(saved_build, tmp_path):
-    result = _first_call_in_a_fresh_process(*saved_build, tmp_path, {})
+    result = _first_call_in_a_fresh_process(saved_build, tmp_path, {})
     hits = result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0)
     assert hits >= 1, result
 
@@ -156,10 +156,10 @@ def test_saved_build_runs_in_a_fresh_process_without_recompiling(saved_build, tm
 def test_saved_fast_build_loads_every_piece_in_a_fresh_process(tmp_path):
     """fast=true compiles the encoder as pieces (4 segments, 4 branches, a tail): all come from the file."""
     (tmp_path / "build").mkdir()
-    out, cache = _build(tmp_path / "build", "--option", "fast=true")
+    out = _build(tmp_path / "build", "--option", "fast=true")
     side = json.loads(Path(str(out) + ".json").read_text())
     assert side["request"]["options"]["overlap"] is True and side["info"]["artifacts"]["inductor"] >= 5
-    result = _first_call_in_a_fresh_process(out, cache, tmp_path, {"fast": True})
+    result = _first_call_in_a_fresh_process(out, tmp_path, {"fast": True})
     assert result["aot"].get("autograd_cache_hit", 0) >= 5, result  # one per distinct piece graph
 
 
@@ -170,7 +170,7 @@ def test_saved_fast_build_loads_every_piece_in_a_fresh_process(tmp_path):
     ({"freezing": True}, "different request.*options"),
 ])
 def test_saved_build_refuses_another_request(saved_build, change, expect):
-    out, _ = saved_build
+    out = saved_build
     seed = 1 if change.pop("checkpoint", None) else 0
     model = lsegrt.random_model("vit_tiny", seed=seed)
     with pytest.raises(LsegError, match=expect):
@@ -179,7 +179,7 @@ def test_saved_build_refuses_another_request(saved_build, change, expect):
 
 @pytest.mark.slow
 def test_saved_build_refuses_other_torch_and_replaced_bytes(saved_build, tmp_path):
-    out, _ = saved_build
+    out = saved_build
     model = lsegrt.random_model("vit_tiny")
     other = tmp_path / "other.compiled"
     shutil.copy(out, other)
@@ -225,7 +225,7 @@ def test_kernel_zip_entries_other_than_inductor_library_names_are_refused(tmp_pa
 
 @pytest.mark.slow
 def test_build_cli_keeps_an_up_to_date_build(saved_build, run_cli):
-    out, _ = saved_build
+    out = saved_build
     before = out.stat().st_mtime_ns
     code, stdout, err = run_cli("build", "--backend", "compile", "--variant", "vit_tiny", "--device", "cpu",
                                 "--precision", "fp32", "--shape", "1x64x64", "--out", out)

@@ -418,8 +418,8 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
         staged.write_bytes(blob)
         data_files = {}
         if kernels:
-            data_files[cpp_kernels_name(path)] = stage / cpp_kernels_name(path)
-            write_cpp_kernels(data_files[cpp_kernels_name(path)], kernels)
+            zipped = data_files[path.name + CPP_KERNELS] = stage / (path.name + CPP_KERNELS)
+            write_cpp_kernels(zipped, kernels)
         info = {"shapes": [s["shape"] for s in per_shape], "compile": per_shape,
                 "build_seconds": round(time.perf_counter() - start, 2), "artifact_bytes": staged.stat().st_size,
                 "artifact_sha256": sha256_file(staged), "artifacts": _artifact_counts(cache_info),
@@ -435,10 +435,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
 # (a zip beside the file, hashed in the sidecar), and opening it puts them back where Inductor looks for
 # them. On a GPU the Triton kernels are already inside the artifacts.
 _KERNEL_NAME = re.compile(r"^[a-z0-9]{2}/c[a-z0-9]{50,60}(\.main)?\.so$")
-
-
-def cpp_kernels_name(path: Path) -> str:
-    return f"{Path(path).name}.cpp-kernels.zip"
+CPP_KERNELS = ".cpp-kernels.zip"  # FILE + this, beside FILE
 
 
 def loaded_cpp_kernels() -> list[tuple[str, Path]]:
@@ -530,28 +527,35 @@ def _artifact_counts(cache_info) -> dict[str, int]:
 
 def saved_build_intact(path: str | Path) -> bool:
     """True when ``path``'s bytes are the ones its sidecar records (False: replaced, damaged, or no sidecar)."""
-    from ..sidecar import read_sidecar, sha256_file
+    from ..sidecar import read_sidecar
 
     try:
-        return read_sidecar(path).get("info", {}).get("artifact_sha256") == sha256_file(path)
+        return _recorded_build(read_sidecar(path)) is not None
     except (LsegError, OSError):
         return False
+
+
+def _recorded_build(sidecar: dict[str, Any]) -> str | None:
+    """The build's sha256 when its info and its verified contents agree (read_sidecar has checked the
+    file's bytes against the contents, so the file is not read twice), else None."""
+    recorded = sidecar.get("info", {}).get("artifact_sha256")
+    return recorded if recorded == sidecar.get("contents", {}).get("engine", {}).get("sha256") else None
 
 
 def load_saved_build(engine, model, precision: str, device, options: CompileOptions) -> dict[str, Any]:
     """Check ``engine``'s sidecar against this request and its bytes against the recorded hash, then
     load its compiler caches (before the first compile of this process needs them)."""
-    from ..sidecar import check_sidecar, sha256_file
+    from ..sidecar import check_sidecar
 
     request = build_request(model, precision, torch.device(device), options)
-    sidecar = check_sidecar(engine, request)
-    recorded = sidecar.get("info", {}).get("artifact_sha256")
-    actual = sha256_file(engine)
-    if recorded != actual:
-        raise LsegError(f"saved build {Path(engine).name} does not match its sidecar (sha256 {actual[:12]}…, "
+    sidecar = check_sidecar(engine, request)  # also the file's (and each data file's) bytes
+    if _recorded_build(sidecar) is None:
+        actual = sidecar.get("contents", {}).get("engine", {}).get("sha256")
+        recorded = sidecar.get("info", {}).get("artifact_sha256")
+        raise LsegError(f"saved build {Path(engine).name} does not match its sidecar (sha256 {str(actual)[:12]}…, "
                         f"sidecar records {str(recorded)[:12]}…): the file was replaced or damaged; rebuild it")
     for name in sidecar.get("contents", {}).get("data_files", {}):  # each verified with the sidecar
-        if name.endswith(".cpp-kernels.zip"):
+        if name.endswith(CPP_KERNELS):
             restore_cpp_kernels(Path(engine).with_name(name))
     result = torch.compiler.load_cache_artifacts(Path(engine).read_bytes())
     if result is None:

@@ -88,7 +88,9 @@ def _out_path(args, request: dict, suffixes: tuple[str, ...]) -> Path:
         out = cache_dir() / "engines" / engine_name(request, suffixes[0])
         out.parent.mkdir(parents=True, exist_ok=True)
         return out
-    data = (".cpp-kernels.zip",) if args.backend == "compile" else ()  # a CPU build's C++ kernels
+    from ..backends.compiled import CPP_KERNELS
+
+    data = (CPP_KERNELS,) if args.backend == "compile" else ()  # a CPU build's C++ kernels
     return check_engine_output(args.out, suffixes, inputs=(args.onnx, args.checkpoint), data_suffixes=data)
 
 
