@@ -141,6 +141,37 @@ def splitk_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def cls_tables(path: Path) -> str:
+    """tools/issue9_probe.py --cls: the block GEMMs at M and M-1 rows and split into the M-1 patch rows and
+    the class row; attention at N tokens against N-1 queries / keys, and the model's attention as timm
+    computes it against the class token's key apart (Triton merge; Inductor's merge); µs per call."""
+    micro = json.loads(path.read_text())["micro"]
+    gemms = [r for r in micro if r["op"].startswith("cls:") and r["op"] not in ("cls:attention", "cls:sdpa")]
+    attn = [r for r in micro if r["op"] == "cls:attention"]
+
+    def us(r, key):
+        return f"{1e3 * r[key]:.1f}" if key in r else "—"
+
+    out = [f"`{path.name}`", "",
+           "| GEMM (K→N) | M | M rows µs | M-1 rows µs | 1 row µs | split, one stream µs | split, class row on a "
+           "second stream µs | TunableOp µs |", "|---|---|---|---|---|---|---|---|"]
+    for r in gemms:
+        out.append(f"| {r['op'].split(':')[1]} ({r['k']}→{r['n']}) | {r['rows']} | {us(r, 'full_ms')} | "
+                   f"{us(r, 'minus1_ms')} | {us(r, 'one_row_ms')} | {us(r, 'split_seq_ms')} | {us(r, 'split_side_ms')} | "
+                   f"{us(r, 'tunableop_ms')} |")
+    out += ["", "| batch × tokens N | SDPA µs | N-1 queries µs | N-1 keys µs | both µs | timm's attention, compiled µs | "
+            "class key apart (Triton merge) µs | class key apart (Inductor merge) µs | apart vs timm | "
+            "max abs diff vs fp32: timm / apart |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in attn:
+        ratio = r["timm_compiled_ms"] / r["apart_compiled_ms"] if "apart_compiled_ms" in r else None
+        out.append(f"| {r['batch']} × {r['tokens']} | {us(r, 'sdpa_ms')} | {us(r, 'sdpa_q_minus1_ms')} | "
+                   f"{us(r, 'sdpa_kv_minus1_ms')} | {us(r, 'sdpa_both_minus1_ms')} | {us(r, 'timm_compiled_ms')} | "
+                   f"{us(r, 'apart_compiled_ms')} | {us(r, 'apart_inductor_merge_compiled_ms')} | "
+                   f"{'—' if ratio is None else f'{ratio:.3f}×'} | {r.get('timm_max_abs_diff_fp32', 0):.1e} / "
+                   f"{r.get('apart_max_abs_diff_fp32', 0):.1e} |")
+    return "\n".join(out)
+
+
 def flex_table(path: Path) -> str:
     """tools/issue9_probe.py --flex: FlexAttention's Triton kernel (Inductor's autotuned choice and fixed
     tiles) against PyTorch's SDPA choice at ViT-L/16's token counts; µs per call."""

@@ -10,6 +10,7 @@
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
 #   flex             FlexAttention's Triton kernel vs SDPA, ViT-L/16 token counts (issue9_probe.py --flex) [~2 min]
 #   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
+#   cls              block GEMMs and SDPA at M and M-1 rows: what the class token's row costs (--cls) [~2 min]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
@@ -103,6 +104,10 @@ for phase in "$@"; do
       OUT=/tmp/sk9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --splitk --candidates stock --budget 0 \
         --out /tmp/sk9 2>&1 | grep "micro" | tail -20
       cp /tmp/sk9/issue9_probe.json "$OUT/issue9_splitk.json" ;;
+    cls)  # the class token's row: GEMMs / SDPA at M and M-1 rows, split GEMMs (tools/issue9_probe.py --cls)
+      OUT=/tmp/cl9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --cls --candidates stock --budget 0 \
+        --out /tmp/cl9 2>&1 | grep "cls" | tail -40
+      cp /tmp/cl9/issue9_probe.json "$OUT/issue9_cls.json" ;;
     *) echo "unknown phase $phase"; exit 2 ;;
   esac
 done

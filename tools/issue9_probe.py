@@ -317,6 +317,126 @@ def splitk_bench(res: dict) -> None:
             res["micro"].append(row)
 
 
+def cls_bench(res: dict) -> None:
+    """What the class token costs: ViT-L/16's token rows are 1 + a multiple of the tile heights (577, 1201,
+    4097), so the GEMMs' last row tile and the wave it starts may hold one row. Each block GEMM (bias, fp16)
+    at M rows against M-1 rows, and split: the M-1 patch rows and the class row as two GEMMs writing into
+    one output (in order, and with the class row on a second stream in the graph); SDPA at M and M-1
+    tokens; cuBLAS with TunableOp tuning at M rows. 24 calls per CUDA graph, median of 20 replays."""
+    import torch
+    import torch.nn.functional as F
+
+    h = torch.float16
+    dev = torch.device("cuda")
+    side = torch.cuda.Stream(dev)
+    for rows in (577, 1201, 4097):
+        for name, k, n in (("qkv", 1024, 3072), ("proj", 1024, 1024), ("fc1", 1024, 4096), ("fc2", 4096, 1024)):
+            x = torch.randn(rows, k, device=dev, dtype=h)
+            w = torch.randn(n, k, device=dev, dtype=h) * k ** -0.5
+            b = torch.randn(n, device=dev, dtype=h) * 0.1
+            y = torch.empty(rows, n, device=dev, dtype=h)
+            row = {"op": f"cls:{name}", "rows": rows, "k": k, "n": n}
+            row["full_ms"], ref = graph_ms(lambda: F.linear(x, w, b))
+            rest = x[1:]
+            row["minus1_ms"], _ = graph_ms(lambda: F.linear(rest, w, b))
+            row["one_row_ms"], _ = graph_ms(lambda: F.linear(x[:1], w, b))
+
+            def split_seq():
+                torch.addmm(b, x[1:], w.t(), out=y[1:])
+                torch.addmm(b, x[:1], w.t(), out=y[:1])
+                return y
+
+            def split_side():
+                main = torch.cuda.current_stream(dev)
+                side.wait_stream(main)
+                with torch.cuda.stream(side):
+                    torch.addmm(b, x[:1], w.t(), out=y[:1])
+                torch.addmm(b, x[1:], w.t(), out=y[1:])
+                main.wait_stream(side)
+                return y
+
+            for label, fn in (("split_seq", split_seq), ("split_side", split_side)):
+                try:
+                    row[f"{label}_ms"], out = graph_ms(fn)
+                    row[f"{label}_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
+                except Exception as exc:
+                    row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            try:
+                import torch.cuda.tunable as tunable
+
+                tunable.set_filename(f"/tmp/tunableop_{name}_{rows}.csv")
+                tunable.enable(True)
+                tunable.tuning_enable(True)
+                tunable.set_max_tuning_duration(200)
+                for _ in range(2):
+                    F.linear(x, w, b)
+                torch.cuda.synchronize()
+                row["tunableop_ms"], out = graph_ms(lambda: F.linear(x, w, b))
+                row["tunableop_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
+            except Exception as exc:
+                row["tunableop_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            finally:
+                with contextlib.suppress(Exception):
+                    tunable.tuning_enable(False)
+                    tunable.enable(False)
+            log("cls", row)
+            res["micro"].append(row)
+    attention_apart_bench(res)
+
+
+def attention_apart_bench(res: dict) -> None:
+    """SDPA at N tokens against N-1 queries, N-1 keys, both; and the model's attention as timm computes it
+    (SDPA on the packed qkv GEMM output, then heads merged back to (B, N, C)) against
+    `lsegrt.model.attention.attend_first_key_apart` (the class token's key merged in by log-sum-exp, a
+    Triton kernel) and the same route with Inductor's merge, each torch.compile'd; max |difference| to
+    fp32 math SDPA."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from lsegrt.model.attention import attend_first_key_apart, merge_first_key
+
+    h = torch.float16
+    for batch, n in ((1, 577), (1, 1025), (1, 1201), (1, 2305), (1, 4097), (8, 577), (8, 4097)):
+        qkv = torch.randn(batch, n, 3, 16, 64, device="cuda", dtype=h)
+        q, kk, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        row = {"op": "cls:attention", "batch": batch, "tokens": n}
+        qc, kc, vc = q.contiguous(), kk.contiguous(), v.contiguous()
+        row["sdpa_ms"], _ = graph_ms(lambda: F.scaled_dot_product_attention(qc, kc, vc))
+        row["sdpa_q_minus1_ms"], _ = graph_ms(lambda: F.scaled_dot_product_attention(qc[:, :, 1:], kc, vc))
+        row["sdpa_kv_minus1_ms"], _ = graph_ms(lambda: F.scaled_dot_product_attention(qc, kc[:, :, 1:], vc[:, :, 1:]))
+        row["sdpa_both_minus1_ms"], _ = graph_ms(
+            lambda: F.scaled_dot_product_attention(qc[:, :, 1:], kc[:, :, 1:], vc[:, :, 1:]))
+        with sdpa_kernel([SDPBackend.MATH]):
+            ref = F.scaled_dot_product_attention(q.float(), kk.float(), v.float()).transpose(1, 2).reshape(batch, n, -1)
+
+        def timm_way(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
+
+        def apart(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return attend_first_key_apart(q, k, v, 64 ** -0.5)
+
+        def apart_torch(qkv):  # the same route with Inductor's own merge (the first version, for comparison)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            o, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
+                q, k[:, :, 1:], v[:, :, 1:], None, True, 0.0, False, False, scale=64 ** -0.5)[:2]
+            return merge_first_key(q, k, v, o, lse, 64 ** -0.5)
+
+        for label, fn in (("timm", timm_way), ("apart", apart), ("apart_inductor_merge", apart_torch)):
+            try:
+                torch._dynamo.reset()
+                c = torch.compile(fn, dynamic=False, fullgraph=True)
+                ms, out = graph_ms(lambda: c(qkv))
+                row[f"{label}_compiled_ms"] = ms
+                row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
+            except Exception as exc:
+                row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        log("cls", row)
+        res["micro"].append(row)
+
+
 def summarize_runs(res: dict) -> list[dict]:
     rows = [r for r in res["runs"]]
     stock = {r["size"]: r["p50"] for r in rows if r["candidate"] == "stock" and "p50" in r}
@@ -378,6 +498,9 @@ def parent(args, names: list[str]) -> int:
     if args.splitk and not args.cpu:
         splitk_bench(res)
         save()
+    if args.cls and not args.cpu:
+        cls_bench(res)
+        save()
     with open(log_path, "a") as wlog:
         for name in names:
             left = args.budget - (time.perf_counter() - start)
@@ -434,6 +557,7 @@ def main() -> int:
     p.add_argument("--flex", action="store_true", help="also time FlexAttention's Triton kernel against SDPA")
     p.add_argument("--micro", action="store_true", help="also time fc1+GELU fusion and the patch GEMM")
     p.add_argument("--splitk", action="store_true", help="also time split-K variants of the block GEMMs")
+    p.add_argument("--cls", action="store_true", help="also time the block GEMMs and SDPA at M and M-1 rows (the class token)")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)

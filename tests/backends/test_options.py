@@ -59,7 +59,7 @@ def test_values_from_the_command_line_are_typed():
     assert got == {"variant": None, "cuda_graph": False, "mode": "max-autotune", "dynamic": True, "tf32": False,
                    "freezing": None, "autotune": None, "coordinate_descent": None, "channels_last": None,
                    "sdpa": None, "overlap": None, "patch_gemm": None, "gelu_epilogue": None, "fold": None,
-                   "fast": False}
+                   "cls_key_apart": None, "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
 
@@ -110,7 +110,7 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("compile", given, sweep) == given
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
-                                        "channels_last, coordinate_descent, cuda_graph, dynamic, fast, fold, "
+                                        "channels_last, cls_key_apart, coordinate_descent, cuda_graph, dynamic, fast, fold, "
                                         "freezing, gelu_epilogue, mode, overlap, patch_gemm, sdpa, tf32, variant"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])
     with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):

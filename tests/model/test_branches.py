@@ -55,3 +55,18 @@ def test_mlp_keeps_timms_keys_and_its_gelu_epilogue_computes_the_same_on_cpu():
     # on the CPU torch._addmm_activation applies the exact GELU (on CUDA, cuBLASLt's tanh approximation)
     torch.testing.assert_close(mlp(x), ref, rtol=1e-6, atol=1e-6)
     assert Mlp.gelu_epilogue is False
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_finish_starts_at_refinenet1s_out_conv_with_or_without_folding(tiny_vit, fold):
+    from lsegrt.model.folding import fold_linear_maps
+
+    enc = copy.deepcopy(tiny_vit.net.image_encoder()).eval()
+    if fold:
+        fold_linear_maps(enc)
+    split = split_encoder(enc)
+    sc = enc.scratch
+    assert split.finish.out_conv is sc.refinenet1.out_conv and split.finish.head1 is sc.head1
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        assert torch.equal(split(x), enc(x))

@@ -72,7 +72,8 @@ GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (1
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
-FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True}
+FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
+        "cls_key_apart": True}
 
 
 def _as_bool(name: str, value: Any) -> bool | None:
@@ -106,6 +107,7 @@ class CompileOptions:
     patch_gemm: bool | None = None
     gelu_epilogue: bool | None = None
     fold: bool | None = None
+    cls_key_apart: bool | None = None
     fast: bool = False
 
     @classmethod
@@ -134,6 +136,7 @@ class CompileOptions:
             patch_gemm=_as_bool("patch_gemm", o.get("patch_gemm")),
             gelu_epilogue=_as_bool("gelu_epilogue", o.get("gelu_epilogue")),
             fold=_as_bool("fold", o.get("fold")),
+            cls_key_apart=_as_bool("cls_key_apart", o.get("cls_key_apart")),
             fast=bool(_as_bool("fast", o.get("fast", False))),
         )
         if parsed.fast:  # the bundle fills what the caller left unset
@@ -148,7 +151,8 @@ class CompileOptions:
     def resolved(self) -> "CompileOptions":
         """Fields the caller left unset take the stock default."""
         stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
-                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False, "fold": False}
+                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False, "fold": False,
+                 "cls_key_apart": False}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
         return dataclasses.replace(self, **values)
 
@@ -212,13 +216,13 @@ def sdpa_scope(choice: str):
 
 
 # the options that change the served module itself (set_switches), so it must be a private copy
-MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold")
+MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold", "cls_key_apart")
 
 
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
-    from ..model.vit import Mlp, PatchEmbed
+    from ..model.vit import Attention, Mlp, PatchEmbed
 
     if options.fold:
         fold_linear_maps(module)
@@ -227,6 +231,8 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
             m.as_gemm = True
         if isinstance(m, Mlp) and options.gelu_epilogue:
             m.gelu_epilogue = True
+        if isinstance(m, Attention) and options.cls_key_apart:
+            m.cls_key_apart = True
     return module
 
 
@@ -293,8 +299,10 @@ class CompiledEncoder(Encoder):
         "gelu_epilogue": Option(bool, None, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate GELU)"),
         "fold": Option(bool, None, "decoder 1x1 convolutions re-associated (exact): out_convs before the "
                        "upsampling, refinenet1's out_conv merged into head1"),
+        "cls_key_apart": Option(bool, None, "ViT attention over the patch keys, the class token's key merged "
+                                "in by its log-sum-exp (exact)"),
         "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
-                       "gelu_epilogue, channels_last, fold (each unless set)"),
+                       "gelu_epilogue, channels_last, fold, cls_key_apart (each unless set)"),
     }
 
     def __init__(self, model, device, precision: str, options: CompileOptions | None = None,
@@ -318,11 +326,11 @@ class CompiledEncoder(Encoder):
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
                cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
                coordinate_descent=None, channels_last=None, sdpa=None, overlap=None, patch_gemm=None,
-               gelu_epilogue=None, fold=None, fast=False):
+               gelu_epilogue=None, fold=None, cls_key_apart=None, fast=False):
         opts = CompileOptions.parse(dict(
             cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
             coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa, overlap=overlap,
-            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, fast=fast))
+            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, cls_key_apart=cls_key_apart, fast=fast))
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)
@@ -334,7 +342,8 @@ class CompiledEncoder(Encoder):
         with call_scope(self.options):
             out = self.module(x)
         # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy
-        return out.clone() if self.cuda_graph else out
+        # (an OverlapGraph's output already is the caller's own: its last kernel runs after the graph)
+        return out.clone() if self.cuda_graph and not self.options.overlap else out
 
     def describe(self):
         info = {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic,

@@ -8,7 +8,10 @@ idle. Only the last tap's branch and the fusion chain are left after the backbon
     image → segment 1 → tap1 → segment 2 → tap2 → segment 3 → tap3 → segment 4 → tap4
                          │                  │                  │                  │
                       branch 1           branch 2           branch 3           branch 4
-                         └────────────── s1, s2, s3, b4 ──────────────→ tail → (B,512,H/2,W/2)
+                         └────────────── s1, s2, s3, b4 ──────────────→ tail → finish → (B,512,H/2,W/2)
+
+The finish (the last 1×1 convolutions and the L2 norm) is its own piece so that a CUDA graph of
+everything before it can hand over to kernels that write into the caller's own memory.
 
 Every piece calls the model's own submodules in the order :class:`lsegrt.model.net.ImageEncoder`
 does, so running them in order computes exactly what the encoder computes (tested bit for bit).
@@ -66,7 +69,7 @@ class _Branch(nn.Module):
 
 
 class _Tail(nn.Module):
-    """refinenet4 … refinenet1 on the branches' outputs, head1, fp32 L2 norm, float32 out."""
+    """refinenet4 … refinenet1 on the branches' outputs, refinenet1 up to its upsampling (the model's dtype)."""
 
     def __init__(self, scratch: nn.Module):
         super().__init__()
@@ -77,19 +80,38 @@ class _Tail(nn.Module):
         p = sc.refinenet4.fuse(b4)
         p = sc.refinenet3.fuse(p, s3)
         p = sc.refinenet2.fuse(p, s2)
-        p = sc.refinenet1.fuse(p, s1)
-        return l2_normalize(sc.head1(p), dim=1).float()
+        if sc.refinenet1.conv_first:  # its out_conv comes before the upsampling: all of it stays here
+            return sc.refinenet1.fuse(p, s1)
+        return sc.refinenet1.upsampled(p, s1)
+
+
+class _Finish(nn.Module):
+    """refinenet1's out_conv, head1, fp32 L2 norm over channels, float32 out. Apart from the tail so that a
+    CUDA graph of the rest can end before it: its kernels then write into new memory, the caller's own
+    output. It starts at the last convolution because Inductor adds a convolution's bias in the kernel
+    that follows it: cut after the convolution, the bias would be one more pass over the largest map."""
+
+    def __init__(self, scratch: nn.Module):
+        super().__init__()
+        block = scratch.refinenet1
+        self.out_conv = nn.Identity() if block.conv_first else block.out_conv
+        self.head1 = scratch.head1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self.head1(self.out_conv(x)), dim=1).float()
 
 
 @dataclass(frozen=True)
 class SplitEncoder:
     """Four backbone segments (segment k: previous tap → tap k, the first from the float32 image), four
-    branches (tap k, gh, gw → what the decoder needs of it) and the tail (b4, s3, s2, s1 → output).
+    branches (tap k, gh, gw → what the decoder needs of it), the tail (b4, s3, s2, s1 → refinenet1's
+    upsampled map) and the finish (→ its out_conv, head1, normalized float32 features).
     ``patch``: the ViT patch stride, for the token grid the branches reshape to (None for ResNet)."""
 
     segments: tuple[nn.Module, ...]
     branches: tuple[nn.Module, ...]
     tail: nn.Module
+    finish: nn.Module
     patch: int | None
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
@@ -104,7 +126,7 @@ class SplitEncoder:
             x = segment(x)
             feats.append(branch(x, gh, gw))
         s1, s2, s3, b4 = feats
-        return self.tail(b4, s3, s2, s1)
+        return self.finish(self.tail(b4, s3, s2, s1))
 
 
 def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32) -> SplitEncoder:
@@ -127,4 +149,4 @@ def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32) -> 
         posts = (bb.act_postprocess1, bb.act_postprocess2, bb.act_postprocess3, bb.act_postprocess4)
         patch = trunk.patch_embed.proj.stride[0]
     branches = tuple(_Branch(p, c, u) for p, c, u in zip(posts, projects, units))
-    return SplitEncoder(segments, branches, _Tail(sc), patch)
+    return SplitEncoder(segments, branches, _Tail(sc), _Finish(sc), patch)

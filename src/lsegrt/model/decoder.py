@@ -45,13 +45,19 @@ class FusionBlock(nn.Module):
     def fuse(self, x: torch.Tensor, skip_features: torch.Tensor | None = None) -> torch.Tensor:
         """The block once its skip has been through resConfUnit1 (which needs nothing from ``x``, so it
         can run earlier, beside the backbone: lsegrt.model.branches)."""
+        if self.conv_first:
+            return F.interpolate(self.out_conv(self._mixed(x, skip_features)), scale_factor=2.0, mode="bilinear",
+                                 align_corners=True)
+        return self.out_conv(self.upsampled(x, skip_features))
+
+    def upsampled(self, x: torch.Tensor, skip_features: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`fuse` up to its out_conv (``conv_first`` off): the ×2 upsampled map."""
+        return F.interpolate(self._mixed(x, skip_features), scale_factor=2.0, mode="bilinear", align_corners=True)
+
+    def _mixed(self, x: torch.Tensor, skip_features: torch.Tensor | None) -> torch.Tensor:
         if skip_features is not None:
             x = x + skip_features
-        x = self.resConfUnit2(x)
-        if self.conv_first:
-            return F.interpolate(self.out_conv(x), scale_factor=2.0, mode="bilinear", align_corners=True)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+        return self.resConfUnit2(x)
 
 
 class Scratch(nn.Module):

@@ -12,9 +12,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.layers import Mlp as TimmMlp
+from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from .attention import attend_first_key_apart, worth_it
 from .config import LSegConfig
 from .layers import LayerNormFp32
 
@@ -59,6 +61,23 @@ class Mlp(TimmMlp):
         return self.fc2(h.reshape(*x.shape[:-1], h.shape[-1]))
 
 
+class Attention(TimmAttention):
+    """timm's Attention (same parameters and keys). ``cls_key_apart`` (off by default; a backend sets it on
+    its own copy) computes it with the class token's key apart (:mod:`.attention`) at the token counts
+    where that is faster (:func:`.attention.worth_it`): the same softmax, by another route."""
+
+    cls_key_apart = False
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        b, n, _ = x.shape
+        if not (self.cls_key_apart and worth_it(n)) or attn_mask is not None or is_causal or self.training:
+            return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = attend_first_key_apart(self.q_norm(q), self.k_norm(k), v, float(self.scale))
+        return self.proj_drop(self.proj(self.norm(x)))
+
+
 class ViTTrunk(nn.Module):
     """`pretrained.model`: patch embedding, class token, resized position embedding, blocks."""
 
@@ -72,7 +91,8 @@ class ViTTrunk(nn.Module):
         self.patch_embed = PatchEmbed(d)
         norm = partial(LayerNormFp32, eps=1e-6)
         self.blocks = nn.ModuleList(
-            Block(d, cfg.num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm, act_layer=nn.GELU, mlp_layer=Mlp)
+            Block(d, cfg.num_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm, act_layer=nn.GELU, mlp_layer=Mlp,
+                  attn_layer=Attention)
             for _ in range(max(cfg.taps) + 1)
         )
 

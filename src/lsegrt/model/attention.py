@@ -1,0 +1,78 @@
+"""ViT attention with the class token's key apart: the same softmax, a faster route at some token counts.
+
+A ViT-L/16 image of (16a)×(16b) pixels has N = 1 + a·b tokens. When a·b is a multiple of 128 (1024²,
+512², 768²…), cuDNN's attention kernel (128-key tiles on Hopper) spends a whole last tile on one key.
+On an H200 (fp16, 16 heads of 64, per layer): 0.172 ms with 4,097 keys, 0.151 ms with 4,096; 0.029 vs
+0.024 ms at 1,025; no difference at 577 or 1,201 (docs/BENCHMARKS.md). So the attention runs over keys
+1…N-1 (the patches) with its log-sum-exp, and key 0 (the class token) is merged in afterwards, exactly:
+
+    out = o + σ(s₀ − lse) · (v₀ − o),     s₀ = q·k₀·scale
+
+(σ(s₀ − lse) is the weight key 0 takes in the full softmax). On CUDA the merge is one Triton kernel
+that reads q, o and the log-sum-exp once and writes the heads already merged, (B, N, H·D); it is a
+custom op so Inductor passes the packed qkv views through untouched instead of copying them. On the CPU
+the same op runs PyTorch's flash attention and the merge in fp32 (the tests' path).
+"""
+
+from __future__ import annotations
+
+import torch
+
+KEY_TILE = 128  # cuDNN's key tile for fp16, head dim 64, on Hopper (its kernel name: …64x128x64…)
+
+
+def worth_it(tokens: int) -> bool:
+    """Whether the class token's key alone fills the last key tile (see the module docstring)."""
+    return tokens > KEY_TILE and (tokens - 1) % KEY_TILE == 0
+
+
+def merge_first_key(q, k, v, o, lse, scale: float) -> torch.Tensor:
+    """Reference merge (any device, fp32 math): (B, H, N, D) pieces → (B, N, H·D) in q's dtype."""
+    s0 = (q.float() * k[:, :, :1].float()).sum(-1, keepdim=True) * scale
+    w0 = torch.sigmoid(s0 - lse.reshape(*q.shape[:-1], 1))
+    of = o.float()
+    out = of + w0 * (v[:, :, :1].float() - of)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1).to(q.dtype)
+
+
+@torch.library.custom_op("lsegrt::attend_first_key_apart", mutates_args=())
+def attend_first_key_apart(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q·kᵀ·scale)·v over all N keys, heads merged: (B, H, N, D) ×3 → (B, N, H·D)."""
+    rest_k, rest_v = k[:, :, 1:], v[:, :, 1:]
+    if q.is_cuda:
+        o, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
+            q, rest_k, rest_v, None, True, 0.0, False, False, scale=scale)[:2]
+        if _triton_merge_fits(q, k, v, o):
+            return _triton_merge(q, k, v, o, lse, scale)
+    else:
+        o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, rest_k, rest_v, 0.0, False, scale=scale)[:2]
+    return merge_first_key(q, k, v, o, lse, scale)
+
+
+@attend_first_key_apart.register_fake
+def _(q, k, v, scale):
+    b, h, n, d = q.shape
+    return q.new_empty(b, n, h * d)
+
+
+def _triton_merge_fits(q, k, v, o) -> bool:
+    d = q.shape[-1]
+    return d & (d - 1) == 0 and all(t.stride(-1) == 1 for t in (q, k, v, o))
+
+
+def _triton_merge(q, k, v, o, lse, scale: float) -> torch.Tensor:
+    import triton
+
+    from ._merge_kernel import merge_first_key_kernel
+
+    b, h, n, d = q.shape
+    out = torch.empty(b, n, h * d, device=q.device, dtype=q.dtype)
+    lse = lse.reshape(b, h, n)
+    block = 64
+    merge_first_key_kernel[(triton.cdiv(n, block), h, b)](
+        q, k, v, o, lse, out, n, scale,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        o.stride(0), o.stride(1), o.stride(2), lse.stride(0), lse.stride(1), lse.stride(2),
+        H=h, D=d, BLOCK=block, num_warps=4)
+    return out
