@@ -166,3 +166,26 @@ def test_issue9_fourth_session_tables_and_claims_come_from_the_records():
     assert all(steps(runs[n], m)["first_call_s"] > 9 for n in ("lazytext", "lazytext2") for m in ("saved", "again"))
     lazy = [steps(runs[n], m)["first_call_s"] for n in ("lazytext", "lazytext2", "ab", "ab2") for m in ("saved", "again")]
     assert f"≤ 10 s in {sum(t <= 10 for t in lazy)} of {len(lazy)} processes" in section
+
+
+def test_issue9_fifth_session_tables_and_claims_come_from_the_records():
+    section = DOC.split("### Fifth session")[1].split("### Fourth session")[0]
+    tables = _tables()
+    day = "2026-12-03"
+    assert tables.cls_tables(MEASURED / f"issue9_cls_h200_{day}.json") in section
+    for name in ("fifth", "cls1", "cls2"):
+        assert tables.bench_table(MEASURED / f"bench_issue9_{name}_vit_l16_h200_{day}.json") in section
+    assert tables.compare_table(MEASURED / f"compare_issue9_fifth_vit_l16_h200_{day}.json") in section
+    fifth = f"bench_issue9_fifth_vit_l16_h200_{day}.json"
+    fast = [_speedup(fifth, "compile:fp16:fast=true", s) for s in (384, "480x640", 1024)]
+    assert (f"`fast` is {fast[0]:.3f}× stock at 384², {fast[1]:.3f}× at 480×640 and {fast[2]:.3f}× at "
+            f"1024²**") in section
+    verdict = DOC.split("which targets of issues 8 and 9 were met")[1].split("\n## ")[0]
+    assert f"ViT-L/16 {fast[0]:.3f}× at 384², {fast[2]:.3f}× at 1024² (fifth session" in verdict
+    rows = {r["op"] + str(r.get("batch", "")) + str(r.get("rows", r.get("tokens"))): r
+            for r in json.loads((MEASURED / f"issue9_cls_h200_{day}.json").read_text())["micro"]}
+    r = rows["cls:attention14097"]
+    flat = " ".join(section.split())
+    assert f"{1e3 * r['sdpa_ms']:.1f} µs against {1e3 * r['sdpa_kv_minus1_ms']:.1f} µs with 4,096 keys" in flat
+    assert (f"{1e3 * r['apart_compiled_ms']:.1f} µs against {1e3 * r['timm_compiled_ms']:.1f} µs for timm's compiled "
+            f"attention at 4,097 tokens ({r['timm_compiled_ms'] / r['apart_compiled_ms']:.2f}×)") in flat

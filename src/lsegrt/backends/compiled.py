@@ -12,11 +12,13 @@ Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on
 stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
-  ``gelu_epilogue``, ``channels_last``, ``fold``; each only where the caller left it unset): ViT-L/16
-  1.15× at 384², 1.07× at 1024² (batch 1), same fidelity; RN101 1.04–1.07×. It is not the default:
+  ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``; each only where the caller left it
+  unset): ViT-L/16 1.18× at 384², 1.16× at 480×640, 1.12× at 1024² (batch 1), same fidelity; RN101
+  1.04–1.07× (measured before ``cls_key_apart`` and the finish after the graph). It is not the default:
   stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
-  decoder's side branches on a second stream, the whole call one CUDA graph (:mod:`.overlap`).
+  decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
+  1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
 - ``patch_gemm``: the ViT patch embedding as a GEMM (cuDNN's fp16 kernel for the 16×16/16 convolution
   took 0.111 ms at 384², the GEMM 0.008 ms).
 - ``gelu_epilogue``: fc1's bias + GELU in cuBLASLt's GEMM epilogue (``torch._addmm_activation``); on CUDA
@@ -24,6 +26,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``fold``: the decoder's 1×1 convolutions re-associated (:mod:`lsegrt.model.folding`, exact up to
   rounding): refinenet4–2's out_conv before their ×2 upsampling, refinenet1's out_conv and head1 merged
   (with ``fast``: 2.05 → 2.03 ms at 384², 11.67 → 11.52 ms at 1024²).
+- ``cls_key_apart``: the ViT attention over the patch keys, the class token's key merged in by its
+  log-sum-exp (:mod:`lsegrt.model.attention`), where the patch count is a multiple of cuDNN's 128-key
+  tile (with ``fast``: 11.46 → 11.09 ms at 1024²; not applied at 384² or 480×640).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms

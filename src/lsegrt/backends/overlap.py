@@ -8,10 +8,11 @@ CUDA graph keeps the fork/join as graph edges, so replay needs no host work. Eac
 with the same Inductor options as the whole model would be (CUDA graphs off inside; the whole call
 is one graph of our own).
 
-The last kernel, the L2 normalization (:class:`~lsegrt.model.branches.SplitEncoder`'s ``finish``), runs
-after the graph, from the graph's head output into a new tensor: the caller gets its own output without
-the copy out of the graph's memory pool that a graph's output needs (at 1024² a 537 MB float32 copy,
-0.26 ms on an H200). The host queues it while the GPU still replays the graph.
+The last kernels (:class:`~lsegrt.model.branches.SplitEncoder`'s ``finish``: refinenet1's out_conv, head1,
+the L2 normalization) run after the graph, from the graph's upsampled map into new memory: the caller
+gets its own output without the copy out of the graph's memory pool that a graph's output needs (at
+1024² a 537 MB float32 copy, 0.26 ms on an H200). The host queues them while the GPU still replays the
+graph.
 
 Memory (the caching allocator is per stream): every tap stays referenced until the join, so the main
 stream cannot reuse a buffer a branch still reads. A branch's outputs, allocated on the side stream, are
@@ -63,8 +64,8 @@ class OverlapGraph:
         return torch._dynamo.config.patch(recompile_limit=SHARED * torch._dynamo.config.recompile_limit)
 
     def _features(self, image: torch.Tensor) -> torch.Tensor:
-        """One pass up to the head output, forking each of the first three branches onto the side stream
-        (on CUDA)."""
+        """One pass up to the finish (refinenet1's upsampled map), forking each of the first three branches
+        onto the side stream (on CUDA)."""
         gh, gw = self.split.grid(*image.shape[-2:])
         main = torch.cuda.current_stream(self.device) if self.cuda else None
         x, taps, feats = image, [], []
@@ -91,14 +92,14 @@ class OverlapGraph:
         key = (tuple(image.shape), image.dtype)
         if key not in self.graphs:
             self.graphs[key] = self._capture(image)
-        graph, static_in, static_head = self.graphs[key]
+        graph, static_in, static_map = self.graphs[key]
         static_in.copy_(image)
         graph.replay()
         with self._limits():
-            return self.finish(static_head)
+            return self.finish(static_map)
 
     def _capture(self, image: torch.Tensor):
-        """Warm up on a side stream (torch.cuda.graphs' recipe), then capture one pass up to the head."""
+        """Warm up on a side stream (torch.cuda.graphs' recipe), then capture one pass up to the finish."""
         static_in = image.clone()
         warm = torch.cuda.Stream(self.device)
         warm.wait_stream(torch.cuda.current_stream(self.device))
@@ -110,5 +111,5 @@ class OverlapGraph:
         # thread_local, as Inductor's own CUDA graphs: the extraction pipeline copies the next batch to the
         # GPU from another thread while this one may be capturing
         with torch.cuda.graph(graph, capture_error_mode="thread_local"), self._limits():
-            static_head = self._features(static_in)
-        return graph, static_in, static_head
+            static_map = self._features(static_in)
+        return graph, static_in, static_map
