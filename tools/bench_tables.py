@@ -123,22 +123,27 @@ def profile_tables(path: Path, top: int = 8) -> str:
     return "\n".join(out)
 
 
+def _us(r: dict, key: str) -> str:
+    """A probe record's milliseconds as µs with one decimal, "—" where the record lacks it."""
+    return f"{1e3 * r[key]:.1f}" if key in r else "—"
+
+
+def _gemm_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
+    """Markdown rows of per-GEMM probe records: name (K→N), rows, then each (header, record key) in µs."""
+    out = ["| GEMM (K→N) | rows | " + " | ".join(h for h, _ in columns) + " |", "|---" * (2 + len(columns)) + "|"]
+    for r in rows:
+        out.append(f"| {r['op'].split(':')[1]} ({r['k']}→{r['n']}) | {r['rows']} | "
+                   + " | ".join(_us(r, key) for _, key in columns) + " |")
+    return out
+
+
 def splitk_table(path: Path) -> str:
     """tools/issue9_probe.py --splitk: each block GEMM with the residual add after it, as one GEMM and
     (fc2, proj) split in K as a batched GEMM whose partial products the add sums; µs per call."""
     rows = [r for r in json.loads(path.read_text())["micro"] if r["op"].startswith("splitk:")]
-
-    def us(r, key):
-        return f"{1e3 * r[key]:.1f}" if key in r else "—"
-
-    out = [f"`{path.name}`", "",
-           "| GEMM (K→N) | rows | linear + add µs | split 2 µs | split 4 µs | linear alone (cuBLAS) µs | "
-           "linear alone (cuBLASLt) µs |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['op'].split(':')[1]} ({r['k']}→{r['n']}) | {r['rows']} | {us(r, 'linear_add_ms')} | "
-                   f"{us(r, 'split2_ms')} | {us(r, 'split4_ms')} | {us(r, 'cublas_linear_ms')} | "
-                   f"{us(r, 'cublaslt_linear_ms')} |")
-    return "\n".join(out)
+    columns = [("linear + add µs", "linear_add_ms"), ("split 2 µs", "split2_ms"), ("split 4 µs", "split4_ms"),
+               ("linear alone (cuBLAS) µs", "cublas_linear_ms"), ("linear alone (cuBLASLt) µs", "cublaslt_linear_ms")]
+    return "\n".join([f"`{path.name}`", "", *_gemm_table(rows, columns)])
 
 
 def cls_tables(path: Path) -> str:
@@ -148,25 +153,18 @@ def cls_tables(path: Path) -> str:
     micro = json.loads(path.read_text())["micro"]
     gemms = [r for r in micro if r["op"].startswith("cls:") and r["op"] not in ("cls:attention", "cls:sdpa")]
     attn = [r for r in micro if r["op"] == "cls:attention"]
-
-    def us(r, key):
-        return f"{1e3 * r[key]:.1f}" if key in r else "—"
-
-    out = [f"`{path.name}`", "",
-           "| GEMM (K→N) | M | M rows µs | M-1 rows µs | 1 row µs | split, one stream µs | split, class row on a "
-           "second stream µs | TunableOp µs |", "|---|---|---|---|---|---|---|---|"]
-    for r in gemms:
-        out.append(f"| {r['op'].split(':')[1]} ({r['k']}→{r['n']}) | {r['rows']} | {us(r, 'full_ms')} | "
-                   f"{us(r, 'minus1_ms')} | {us(r, 'one_row_ms')} | {us(r, 'split_seq_ms')} | {us(r, 'split_side_ms')} | "
-                   f"{us(r, 'tunableop_ms')} |")
+    columns = [("all rows µs", "full_ms"), ("one row less µs", "minus1_ms"), ("1 row µs", "one_row_ms"),
+               ("split, one stream µs", "split_seq_ms"), ("split, class row on a second stream µs", "split_side_ms"),
+               ("TunableOp µs", "tunableop_ms")]
+    out = [f"`{path.name}`", "", *_gemm_table(gemms, columns)]
     out += ["", "| batch × tokens N | SDPA µs | N-1 queries µs | N-1 keys µs | both µs | timm's attention, compiled µs | "
             "class key apart (Triton merge) µs | class key apart (Inductor merge) µs | apart vs timm | "
             "max abs diff vs fp32: timm / apart |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in attn:
         ratio = r["timm_compiled_ms"] / r["apart_compiled_ms"] if "apart_compiled_ms" in r else None
-        out.append(f"| {r['batch']} × {r['tokens']} | {us(r, 'sdpa_ms')} | {us(r, 'sdpa_q_minus1_ms')} | "
-                   f"{us(r, 'sdpa_kv_minus1_ms')} | {us(r, 'sdpa_both_minus1_ms')} | {us(r, 'timm_compiled_ms')} | "
-                   f"{us(r, 'apart_compiled_ms')} | {us(r, 'apart_inductor_merge_compiled_ms')} | "
+        out.append(f"| {r['batch']} × {r['tokens']} | {_us(r, 'sdpa_ms')} | {_us(r, 'sdpa_q_minus1_ms')} | "
+                   f"{_us(r, 'sdpa_kv_minus1_ms')} | {_us(r, 'sdpa_both_minus1_ms')} | {_us(r, 'timm_compiled_ms')} | "
+                   f"{_us(r, 'apart_compiled_ms')} | {_us(r, 'apart_inductor_merge_compiled_ms')} | "
                    f"{'—' if ratio is None else f'{ratio:.3f}×'} | {r.get('timm_max_abs_diff_fp32', 0):.1e} / "
                    f"{r.get('apart_max_abs_diff_fp32', 0):.1e} |")
     return "\n".join(out)
