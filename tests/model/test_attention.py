@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Attention as TimmAttention
 
-from lsegrt.model.attention import attend_first_key_apart, worth_it
+from lsegrt.model.attention import applies, attend_first_key_apart, worth_it
 from lsegrt.model.vit import Attention
 
 
@@ -32,6 +32,13 @@ def _reference(q, k, v):
 
 def test_worth_it_where_the_class_key_alone_fills_the_last_key_tile():
     assert [n for n in (577, 1025, 1201, 2305, 4097, 129, 128, 1) if worth_it(n)] == [1025, 2305, 4097, 129]
+
+
+def test_applies_on_the_cpu_and_on_cuda_in_half_precision_only():
+    cpu, cuda, meta = torch.device("cpu"), torch.device("cuda"), torch.device("meta")
+    assert applies(4097, torch.float32, cpu) and applies(4097, torch.float16, cuda) and applies(4097, torch.bfloat16, cuda)
+    assert not applies(4097, torch.float32, cuda)  # cuDNN's attention has no fp32 kernel
+    assert not applies(4097, torch.float16, meta) and not applies(577, torch.float16, cuda)
 
 
 @pytest.mark.parametrize("tokens", [2, 5, 129, 300])

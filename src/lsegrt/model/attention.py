@@ -26,6 +26,14 @@ def worth_it(tokens: int) -> bool:
     return tokens > KEY_TILE and (tokens - 1) % KEY_TILE == 0
 
 
+def applies(tokens: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Where the route is taken: where it is worth it, on the CPU, or on CUDA in fp16/bf16 (cuDNN's
+    attention has no fp32 kernel; there the model keeps PyTorch's own choice)."""
+    if not worth_it(tokens):
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and dtype in (torch.float16, torch.bfloat16))
+
+
 def merge_first_key(q, k, v, o, lse, scale: float) -> torch.Tensor:
     """Reference merge (any device, fp32 math): (B, H, N, D) pieces → (B, N, H·D) in q's dtype."""
     s0 = (q.float() * k[:, :, :1].float()).sum(-1, keepdim=True) * scale

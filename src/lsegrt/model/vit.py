@@ -16,7 +16,7 @@ from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .attention import attend_first_key_apart, worth_it
+from .attention import applies, attend_first_key_apart
 from .config import LSegConfig
 from .layers import LayerNormFp32
 
@@ -64,13 +64,14 @@ class Mlp(TimmMlp):
 class Attention(TimmAttention):
     """timm's Attention (same parameters and keys). ``cls_key_apart`` (off by default; a backend sets it on
     its own copy) computes it with the class token's key apart (:mod:`.attention`) at the token counts
-    where that is faster (:func:`.attention.worth_it`): the same softmax, by another route."""
+    where that is faster (:func:`.attention.applies`): the same softmax, by another route."""
 
     cls_key_apart = False
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         b, n, _ = x.shape
-        if not (self.cls_key_apart and worth_it(n)) or attn_mask is not None or is_causal or self.training:
+        if not (self.cls_key_apart and applies(n, x.dtype, x.device)) or attn_mask is not None or is_causal \
+                or self.training:
             return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
