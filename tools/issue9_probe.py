@@ -273,6 +273,20 @@ def micro_bench(res: dict) -> None:
                              "max_abs_diff": float((out.float() - ref.flatten(2).transpose(1, 2)[0].float()).abs().max())})
 
 
+# ViT-L/16's block GEMMs: name, K, N
+BLOCK_GEMMS = (("qkv", 1024, 3072), ("proj", 1024, 1024), ("fc1", 1024, 4096), ("fc2", 4096, 1024))
+
+
+def gemm_operands(rows: int, k: int, n: int):
+    """fp16 CUDA input (rows, K), weight (N, K) scaled as a trained layer's, bias (N,) for one block GEMM."""
+    import torch
+
+    x = torch.randn(rows, k, device="cuda", dtype=torch.float16)
+    w = torch.randn(n, k, device="cuda", dtype=torch.float16) * k ** -0.5
+    b = torch.randn(n, device="cuda", dtype=torch.float16) * 0.1
+    return x, w, b
+
+
 def splitk_bench(res: dict) -> None:
     """Split-K for the block GEMMs whose tiles leave SMs idle at 577 rows (fc2: K=4096→1024, proj: 1024→1024):
     the rows' K split in S parts as one strided batched GEMM (cuBLAS, no copy), the S partial products
@@ -283,11 +297,9 @@ def splitk_bench(res: dict) -> None:
 
     h = torch.float16
     for rows in (577, 4097, 8 * 577):
-        for name, k, n in (("fc2", 4096, 1024), ("proj", 1024, 1024), ("qkv", 1024, 3072), ("fc1", 1024, 4096)):
-            x = torch.randn(rows, k, device="cuda", dtype=h)
+        for name, k, n in BLOCK_GEMMS:
+            x, w, b = gemm_operands(rows, k, n)
             r = torch.randn(rows, n, device="cuda", dtype=h)
-            w = torch.randn(n, k, device="cuda", dtype=h) * k ** -0.5
-            b = torch.randn(n, device="cuda", dtype=h) * 0.1
             row = {"op": f"splitk:{name}", "rows": rows, "k": k, "n": n}
 
             def ref_fn(x, w, b, r):
@@ -326,15 +338,12 @@ def cls_bench(res: dict) -> None:
     import torch
     import torch.nn.functional as F
 
-    h = torch.float16
     dev = torch.device("cuda")
     side = torch.cuda.Stream(dev)
     for rows in (577, 1201, 4097):
-        for name, k, n in (("qkv", 1024, 3072), ("proj", 1024, 1024), ("fc1", 1024, 4096), ("fc2", 4096, 1024)):
-            x = torch.randn(rows, k, device=dev, dtype=h)
-            w = torch.randn(n, k, device=dev, dtype=h) * k ** -0.5
-            b = torch.randn(n, device=dev, dtype=h) * 0.1
-            y = torch.empty(rows, n, device=dev, dtype=h)
+        for name, k, n in BLOCK_GEMMS:
+            x, w, b = gemm_operands(rows, k, n)
+            y = torch.empty(rows, n, device=dev, dtype=x.dtype)
             row = {"op": f"cls:{name}", "rows": rows, "k": k, "n": n}
             row["full_ms"], ref = graph_ms(lambda: F.linear(x, w, b))
             rest = x[1:]
