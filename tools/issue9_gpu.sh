@@ -7,10 +7,12 @@
 #   bench:V          lsegrt bench --candidate stock [--candidate CAND], batch 1 and 8, 384 / 480x640 / 1024
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
-#   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024)               [~1 min per set]
+#   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024); PROFILE_TOP=N kernels listed
+#                    per candidate (default 12)                                         [~1 min per set]
 #   flex             FlexAttention's Triton kernel vs SDPA, ViT-L/16 token counts (issue9_probe.py --flex) [~2 min]
 #   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
 #   cls              block GEMMs and SDPA at M and M-1 rows: what the class token's row costs (--cls) [~2 min]
+#   finish           the last step (×2 upsampling, head, L2 norm): Inductor's vs lsegrt's Triton kernels (--finish)
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
@@ -64,7 +66,7 @@ for phase in "$@"; do
       cp "/tmp/c9_$v/compare.json" "$OUT/compare_issue9_$v.json" ;;
     profile)  # --cuda-graph applies to every candidate
       TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_main timeout "${PHASE_TIMEOUT:-400}" $L profile --variant "$v" --size "$s" $DEV \
-        "${CANDS[@]}" $CG --out "/tmp/p9_${v}_$s" 2>&1 | quiet | tail -60
+        "${CANDS[@]}" $CG --top "${PROFILE_TOP:-12}" --out "/tmp/p9_${v}_$s" 2>&1 | quiet | tail -60
       cp "/tmp/p9_${v}_$s/profile.json" "$OUT/profile9_${v}_$s.json"
       cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
     first)
@@ -108,6 +110,10 @@ for phase in "$@"; do
       OUT=/tmp/cl9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --cls --candidates stock --budget 0 \
         --out /tmp/cl9 2>&1 | grep "cls" | tail -40
       cp /tmp/cl9/issue9_probe.json "$OUT/issue9_cls.json" ;;
+    finish)  # the last step's kernels: upsampling, head, L2 norm (tools/issue9_probe.py --finish)
+      OUT=/tmp/fi9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --finish --candidates stock --budget 0 \
+        --out /tmp/fi9 2>&1 | grep "finish" | tail -10
+      cp /tmp/fi9/issue9_probe.json "$OUT/issue9_finish.json" ;;
     *) echo "unknown phase $phase"; exit 2 ;;
   esac
 done

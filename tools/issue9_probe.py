@@ -446,6 +446,64 @@ def attention_apart_bench(res: dict) -> None:
         res["micro"].append(row)
 
 
+def finish_bench(res: dict) -> None:
+    """The encoder's last step at 384² and 1024² (refinenet1's mixed map, 256 channels at H/4, channels
+    last as `fast` makes it): Inductor's version as `fold` compiles it (×2 upsampling, merged 1×1 head, L2
+    norm) against the head before the upsampling and `lsegrt.model.upsample_norm`'s Triton kernels (one
+    pass holding all channels; two passes over channel chunks), on the convolution's channels-last output
+    or a matmul's NCHW output; max |difference| to the fp32 reference."""
+    import torch
+    import torch.nn.functional as F
+
+    from lsegrt.model.layers import l2_normalize
+    from lsegrt.model.upsample_norm import _triton, reference
+
+    h16 = torch.float16
+    g = torch.Generator(device="cuda").manual_seed(0)
+    w = (torch.randn(512, 256, 1, 1, device="cuda", generator=g) / 16).to(h16)
+    bias = (torch.randn(512, device="cuda", generator=g) / 4).to(h16)
+    for size in (384, 1024):
+        s = size // 4
+        x = torch.randn(1, 256, s, s, device="cuda", generator=g).to(h16).to(memory_format=torch.channels_last)
+        ref = reference(F.conv2d(x.float(), w.float()), bias)
+        calls = 24 if size <= 384 else 4  # each call's output is new memory of the graph (537 MB at 1024²)
+
+        def old(x):
+            up = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+            return l2_normalize(F.conv2d(up, w, bias), dim=1)
+
+        torch._dynamo.reset()
+        old_c = torch.compile(old, dynamic=False, fullgraph=True, options={"force_layout_optimization": True})
+        conv = lambda: F.conv2d(x, w)  # noqa: E731
+        mm = lambda: torch.matmul(w.view(512, 256), x.flatten(2)).view(1, 512, s, s)  # noqa: E731
+        y_cl, y_nchw = conv(), mm()
+        variants = {
+            "inductor_fold": lambda: old_c(x),
+            "conv_cl": conv, "mm_nchw": mm,
+            "kernel_cl": lambda: _triton(y_cl, bias),
+            "kernel_nchw": lambda: _triton(y_nchw, bias),
+            "chunked_cl": lambda: _triton(y_cl, bias, chunked=True),
+            "chunked_nchw": lambda: _triton(y_nchw, bias, chunked=True),
+            "chunked_nchw_x64": lambda: _triton(y_nchw, bias, chunked=True, block_x=64),
+            "chunked_nchw_x256_w8": lambda: _triton(y_nchw, bias, chunked=True, block_x=256, warps=8),
+            "conv_cl+kernel": lambda: _triton(conv(), bias),
+            "mm_nchw+kernel": lambda: _triton(mm(), bias),
+            "mm_nchw+chunked": lambda: _triton(mm(), bias, chunked=True),
+        }
+        row = {"op": "finish", "size": size, "map": [256, s, s], "out_mb": round(512 * 4 * s * s * 4 / 1e6, 1)}
+        for name, fn in variants.items():
+            try:
+                ms, out = graph_ms(fn, calls)
+                row[f"{name}_ms"] = ms
+                if out.shape == ref.shape:
+                    row[f"{name}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
+            except Exception as exc:
+                row[f"{name}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+            torch.cuda.empty_cache()
+        log("finish", row)
+        res["micro"].append(row)
+
+
 def summarize_runs(res: dict) -> list[dict]:
     rows = [r for r in res["runs"]]
     stock = {r["size"]: r["p50"] for r in rows if r["candidate"] == "stock" and "p50" in r}
@@ -509,6 +567,8 @@ def parent(args, names: list[str]) -> int:
         save()
     if args.cls and not args.cpu:
         cls_bench(res)
+    if args.finish and not args.cpu:
+        finish_bench(res)
         save()
     with open(log_path, "a") as wlog:
         for name in names:
@@ -567,6 +627,7 @@ def main() -> int:
     p.add_argument("--micro", action="store_true", help="also time fc1+GELU fusion and the patch GEMM")
     p.add_argument("--splitk", action="store_true", help="also time split-K variants of the block GEMMs")
     p.add_argument("--cls", action="store_true", help="also time the block GEMMs and SDPA at M and M-1 rows (the class token)")
+    p.add_argument("--finish", action="store_true", help="also time the last step's kernels (upsampling, head, L2 norm)")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)

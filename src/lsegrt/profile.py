@@ -247,8 +247,10 @@ def _stage_runner(model, cand: Candidate, device: torch.device, groups: int):
 
 def profile_candidate(model, cand: Candidate, height: int, width: int, batch: int = 1, *,
                       device: str | torch.device = "cpu", iters: int = 10, timed_iters: int = 50,
-                      groups: int = 4, on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Profile ``cand`` on ``(batch,3,height,width)`` inputs: whole model, then stage by stage."""
+                      groups: int = 4, top: int = TOP_KERNELS,
+                      on_step: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Profile ``cand`` on ``(batch,3,height,width)`` inputs: whole model, then stage by stage; ``top``:
+    how many of the whole model's kernels to list (by time)."""
     from torch.profiler import profile, record_function
 
     from .backends.base import Encoder, canonical_device
@@ -295,7 +297,7 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
     events, ranges = _events(prof, cuda)
     calls, rest = _attribute(events, ranges, RANGE)
     whole = _mean_stats(calls.get("call", []))
-    result["top_kernels"] = top_kernels(calls.get("call", []))
+    result["top_kernels"] = top_kernels(calls.get("call", []), top)
     flops_total = sum(stage_flops.values()) * batch
     result["whole"] = {
         "latency_ms_p50": measured[f"{key}_p50"], "latency_ms_mean": measured[f"{key}_mean"],

@@ -122,8 +122,14 @@ class _Head(nn.Module):
 
 
 class _Norm(nn.Module):
+    """The L2 norm, or nothing where the head already normalized (lsegrt.model.upsample_norm)."""
+
+    def __init__(self, done: bool = False):
+        super().__init__()
+        self.done = done
+
     def forward(self, x):
-        return (l2_normalize(x, dim=1).float(),)
+        return (x if self.done else l2_normalize(x, dim=1).float(),)
 
 
 def _unwrap(encoder: nn.Module) -> tuple[ImageEncoder, torch.dtype]:
@@ -167,7 +173,7 @@ def encoder_stages(encoder: nn.Module, groups: int = 4) -> list[Stage]:
     for k in (4, 3, 2, 1):
         stages.append(Stage(f"refinenet{k}", "refinenet", _Refine(getattr(sc, f"refinenet{k}"), k == 4)))
     stages.append(Stage("head", "head", _Head(sc.head1)))
-    stages.append(Stage("l2norm", "norm", _Norm()))
+    stages.append(Stage("l2norm", "norm", _Norm(sc.head_normalizes)))
     return stages
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 
 import lsegrt
 from lsegrt.backends.base import REGISTRY, Encoder, backend_class
@@ -59,7 +60,7 @@ def test_values_from_the_command_line_are_typed():
     assert got == {"variant": None, "cuda_graph": False, "mode": "max-autotune", "dynamic": True, "tf32": False,
                    "freezing": None, "autotune": None, "coordinate_descent": None, "channels_last": None,
                    "sdpa": None, "overlap": None, "patch_gemm": None, "gelu_epilogue": None, "fold": None,
-                   "cls_key_apart": None, "fast": False}
+                   "cls_key_apart": None, "upsample_norm": None, "pdl": None, "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
 
@@ -111,7 +112,7 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
                                         "channels_last, cls_key_apart, coordinate_descent, cuda_graph, dynamic, fast, fold, "
-                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, sdpa, tf32, variant"):
+                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, sdpa, tf32, upsample_norm, variant"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])
     with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
         options_for("torch", {"dynamic": True}, ["torch"])
@@ -134,3 +135,16 @@ def test_compare_gives_each_side_its_own_options(tiny_vit, chelsea, cache_dir):
     assert report["passed"], report["pairs"][0]["error"]
     with pytest.raises(LsegError, match="unknown option foo"):
         cmp.compare(tiny_vit, [cmp.Side("onnxruntime")], [("chelsea", chelsea)], [64], options={"foo": 1})
+
+
+def test_pdl_is_inductors_programmatic_dependent_launch_and_compiles_on_the_cpu(tiny_vit):
+    from lsegrt.backends.compiled import CompileOptions
+
+    opts = CompileOptions.parse({"pdl": True})
+    assert opts.inductor_options()["triton.enable_pdl"] is True
+    assert CompileOptions.parse({}).inductor_options() is None  # stock: mode only
+    x = torch.randn(1, 3, 64, 64)
+    ref = Encoder.open("torch", checkpoint=tiny_vit)(x)
+    with Encoder.open("compile", checkpoint=tiny_vit, pdl=True) as enc:  # PDL code is for CUDA (sm90+) only
+        assert enc.describe()["options"]["pdl"] is True
+        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)

@@ -113,6 +113,8 @@ class CompileOptions:
     gelu_epilogue: bool | None = None
     fold: bool | None = None
     cls_key_apart: bool | None = None
+    upsample_norm: bool | None = None
+    pdl: bool | None = None
     fast: bool = False
 
     @classmethod
@@ -142,6 +144,8 @@ class CompileOptions:
             gelu_epilogue=_as_bool("gelu_epilogue", o.get("gelu_epilogue")),
             fold=_as_bool("fold", o.get("fold")),
             cls_key_apart=_as_bool("cls_key_apart", o.get("cls_key_apart")),
+            upsample_norm=_as_bool("upsample_norm", o.get("upsample_norm")),
+            pdl=_as_bool("pdl", o.get("pdl")),
             fast=bool(_as_bool("fast", o.get("fast", False))),
         )
         if parsed.fast:  # the bundle fills what the caller left unset
@@ -151,13 +155,17 @@ class CompileOptions:
                 raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
             if parsed.mode is not None:
                 raise LsegError("option overlap=true compiles its pieces itself: leave mode unset")
+        if parsed.upsample_norm and not parsed.fold:
+            raise LsegError("option upsample_norm=true moves fold's merged head: it needs fold=true")
+        if parsed.pdl and not hasattr(torch._inductor.config.triton, "enable_pdl"):
+            raise LsegError(f"option pdl=true: torch {torch.__version__}'s Inductor has no PDL support")
         return parsed.resolved()
 
     def resolved(self) -> "CompileOptions":
         """Fields the caller left unset take the stock default."""
         stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
                  "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False, "fold": False,
-                 "cls_key_apart": False}
+                 "cls_key_apart": False, "upsample_norm": False, "pdl": False}
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
         return dataclasses.replace(self, **values)
 
@@ -187,6 +195,8 @@ class CompileOptions:
             extra["coordinate_descent_tuning"] = True
         if self.channels_last:
             extra["force_layout_optimization"] = True
+        if self.pdl:
+            extra["triton.enable_pdl"] = True
         if not extra:
             return None
         return {**torch._inductor.list_mode_options(self.effective_mode), **extra}
@@ -221,7 +231,7 @@ def sdpa_scope(choice: str):
 
 
 # the options that change the served module itself (set_switches), so it must be a private copy
-MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold", "cls_key_apart")
+MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold", "cls_key_apart", "upsample_norm")
 
 
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
@@ -230,7 +240,7 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
     from ..model.vit import Attention, Mlp, PatchEmbed
 
     if options.fold:
-        fold_linear_maps(module)
+        fold_linear_maps(module, upsample_norm=options.upsample_norm)
     for m in module.modules():
         if isinstance(m, PatchEmbed) and options.patch_gemm:
             m.as_gemm = True
@@ -306,6 +316,9 @@ class CompiledEncoder(Encoder):
                        "upsampling, refinenet1's out_conv merged into head1"),
         "cls_key_apart": Option(bool, None, "ViT attention over the patch keys, the class token's key merged "
                                 "in by its log-sum-exp (exact)"),
+        "upsample_norm": Option(bool, None, "with fold: refinenet1's merged head before its upsampling; the "
+                                "upsampling, bias and L2 norm in one Triton kernel"),
+        "pdl": Option(bool, None, "Inductor's Triton kernels with programmatic dependent launch (Hopper+)"),
         "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
                        "gelu_epilogue, channels_last, fold, cls_key_apart (each unless set)"),
     }
@@ -331,11 +344,12 @@ class CompiledEncoder(Encoder):
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
                cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
                coordinate_descent=None, channels_last=None, sdpa=None, overlap=None, patch_gemm=None,
-               gelu_epilogue=None, fold=None, cls_key_apart=None, fast=False):
+               gelu_epilogue=None, fold=None, cls_key_apart=None, upsample_norm=None, pdl=None, fast=False):
         opts = CompileOptions.parse(dict(
             cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
             coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa, overlap=overlap,
-            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, cls_key_apart=cls_key_apart, fast=fast))
+            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, cls_key_apart=cls_key_apart,
+            upsample_norm=upsample_norm, pdl=pdl, fast=fast))
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)

@@ -37,6 +37,8 @@ def add_parser(subparsers) -> None:
                    help="input side S (square) or exact HxW, multiples of 32 (default: 384; CPU: 64)")
     g.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default: 1)")
     g.add_argument("--groups", type=int, default=4, metavar="N", help="ViT block groups (default: 4)")
+    g.add_argument("--top", type=int, default=12, metavar="N",
+                   help="whole-model kernels listed per candidate, by time (default: 12)")
     g.add_argument("--cuda-graph", action="store_true", help="cuda_graph=true for every candidate (compile)")
     add_option_arg(g)
     m = p.add_argument_group("measurement")
@@ -146,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     from ..profile import MIN_TIMED
 
-    if args.batch < 1 or args.iters < 1 or args.groups < 1:
-        raise LsegError("--batch, --iters and --groups must be at least 1")
+    if args.batch < 1 or args.iters < 1 or args.groups < 1 or args.top < 1:
+        raise LsegError("--batch, --iters, --groups and --top must be at least 1")
     if args.timed_iters < MIN_TIMED:
         raise LsegError(f"--timed-iters {args.timed_iters}: at least {MIN_TIMED} (a percentile of fewer calls is not a statistic)")
     h, w = args.size or ((384, 384) if device.startswith("cuda") else (64, 64))
@@ -165,12 +167,12 @@ def run(args: argparse.Namespace) -> int:
         for cand in candidates:
             results.append(profile.profile_candidate(
                 model, cand, h, w, args.batch, device=device, iters=args.iters, timed_iters=args.timed_iters,
-                groups=args.groups, on_step=lambda s: status.update(f"profiling: {s}")))
+                groups=args.groups, top=args.top, on_step=lambda s: status.update(f"profiling: {s}")))
             if cand.backend == "compile":
                 torch._dynamo.reset()  # the next candidate's stages start from a clean compile cache
     settings = {"model": model.source, "variant": model.variant, "height": h, "width": w, "batch": args.batch,
                 "device": device, "candidates": [c.label for c in candidates], "iters": args.iters,
-                "timed_iters": args.timed_iters, "groups": args.groups}
+                "timed_iters": args.timed_iters, "groups": args.groups, "top": args.top}
     payload = clean(profile.report(results, env, settings))
     Path(out).mkdir(parents=True, exist_ok=True)
     json_path = write_text(Path(out) / "profile.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")

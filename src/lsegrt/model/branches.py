@@ -69,7 +69,8 @@ class _Branch(nn.Module):
 
 
 class _Tail(nn.Module):
-    """refinenet4 … refinenet1 on the branches' outputs, refinenet1 up to its upsampling (the model's dtype)."""
+    """refinenet4 … refinenet1 on the branches' outputs, refinenet1 up to its upsampling, or up to its
+    mixed map where head1 upsamples (the model's dtype)."""
 
     def __init__(self, scratch: nn.Module):
         super().__init__()
@@ -89,7 +90,8 @@ class _Finish(nn.Module):
     """refinenet1's out_conv, head1, fp32 L2 norm over channels, float32 out. Apart from the tail so that a
     CUDA graph of the rest can end before it: its kernels then write into new memory, the caller's own
     output. It starts at the last convolution because Inductor adds a convolution's bias in the kernel
-    that follows it: cut after the convolution, the bias would be one more pass over the largest map."""
+    that follows it: cut after the convolution, the bias would be one more pass over the largest map.
+    A head that normalizes (:class:`lsegrt.model.upsample_norm.UpsampleNormHead`) is all of it."""
 
     def __init__(self, scratch: nn.Module):
         super().__init__()
@@ -98,7 +100,8 @@ class _Finish(nn.Module):
         self.head1 = scratch.head1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.head1(self.out_conv(x)), dim=1).float()
+        out = self.head1(self.out_conv(x))
+        return out if getattr(self.head1, "normalizes", False) else l2_normalize(out, dim=1)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ class FusionBlock(nn.Module):
     """
 
     conv_first = False
+    # set with refinenet1's out_conv moved into an upsampling head (lsegrt.model.upsample_norm): the block
+    # stops before its upsampling, which the head does
+    head_upsamples = False
 
     def __init__(self, features: int):
         super().__init__()
@@ -45,6 +48,8 @@ class FusionBlock(nn.Module):
     def fuse(self, x: torch.Tensor, skip_features: torch.Tensor | None = None) -> torch.Tensor:
         """The block once its skip has been through resConfUnit1 (which needs nothing from ``x``, so it
         can run earlier, beside the backbone: lsegrt.model.branches)."""
+        if self.head_upsamples:
+            return self.out_conv(self._mixed(x, skip_features))
         if self.conv_first:
             return F.interpolate(self.out_conv(self._mixed(x, skip_features)), scale_factor=2.0, mode="bilinear",
                                  align_corners=True)
@@ -71,8 +76,14 @@ class Scratch(nn.Module):
             self.add_module(f"refinenet{k}", FusionBlock(features))
         self.head1 = nn.Conv2d(features, out_dim, 1)
 
+    @property
+    def head_normalizes(self) -> bool:
+        """Whether head1 already returns the float32 unit vectors (lsegrt.model.upsample_norm)."""
+        return getattr(self.head1, "normalizes", False)
+
     def forward(self, l1: torch.Tensor, l2: torch.Tensor, l3: torch.Tensor, l4: torch.Tensor) -> torch.Tensor:
-        """Four stage maps at H/4, H/8, H/16, H/32 → (B, out_dim, H/2, W/2), not normalized."""
+        """Four stage maps at H/4, H/8, H/16, H/32 → (B, out_dim, H/2, W/2), not normalized (unless
+        :attr:`head_normalizes`)."""
         p4 = self.refinenet4(self.layer4_rn(l4))
         p3 = self.refinenet3(p4, self.layer3_rn(l3))
         p2 = self.refinenet2(p3, self.layer2_rn(l2))

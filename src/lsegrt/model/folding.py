@@ -11,7 +11,9 @@ same function (equal up to floating-point rounding; fidelity measured in docs/BE
 
 refinenet1 keeps its upsampling before that merged head. Moved after it (a 512-channel upsampling
 feeding the L2 norm), Inductor fused the upsampling into the norm's reduction: one kernel of 0.49 ms at
-384² on an H200, against 0.07 ms for the head and norm as they were (docs/BENCHMARKS.md).
+384² on an H200, against 0.07 ms for the head and norm as they were (docs/BENCHMARKS.md). With
+``upsample_norm`` it is moved after it all the same, and the upsampling, the head's bias and the norm
+run as one kernel of lsegrt's own (:mod:`lsegrt.model.upsample_norm`).
 
 :func:`fold_linear_maps` edits a private copy in place: the merged head changes the copy's state dict,
 so it is only for the graph a backend serves.
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from .decoder import Scratch
+from .upsample_norm import UpsampleNormHead
 
 
 def merged_head(out_conv: nn.Conv2d, head: nn.Conv2d) -> nn.Conv2d:
@@ -36,13 +39,19 @@ def merged_head(out_conv: nn.Conv2d, head: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def fold_linear_maps(encoder: nn.Module) -> nn.Module:
+def fold_linear_maps(encoder: nn.Module, upsample_norm: bool = False) -> nn.Module:
     """Apply both rewrites to every decoder in ``encoder`` (an ImageEncoder or a module holding one), in
-    place; a second call changes nothing."""
+    place; with ``upsample_norm`` the merged head also moves before refinenet1's upsampling, into an
+    :class:`~lsegrt.model.upsample_norm.UpsampleNormHead`. A second call changes nothing."""
     for sc in [m for m in encoder.modules() if isinstance(m, Scratch)]:
         for block in (sc.refinenet4, sc.refinenet3, sc.refinenet2):
             block.conv_first = True
-        if not isinstance(sc.head1, nn.Identity):
-            sc.refinenet1.out_conv = merged_head(sc.refinenet1.out_conv, sc.head1)
+        block = sc.refinenet1
+        if isinstance(sc.head1, nn.Conv2d):
+            block.out_conv = merged_head(block.out_conv, sc.head1)
             sc.head1 = nn.Identity()
+        if upsample_norm and not block.head_upsamples:
+            sc.head1 = UpsampleNormHead(block.out_conv)
+            block.out_conv = nn.Identity()
+            block.conv_first = block.head_upsamples = True
     return encoder

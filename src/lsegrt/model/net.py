@@ -31,7 +31,8 @@ class ImageEncoder(nn.Module):
         self.scratch = scratch if scratch is not None else Scratch(cfg.stage_channels, cfg.features, cfg.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.scratch(*self.pretrained(x)), dim=1)
+        out = self.scratch(*self.pretrained(x))
+        return out if self.scratch.head_normalizes else l2_normalize(out, dim=1)
 
 
 class LSegNet(ImageEncoder):
