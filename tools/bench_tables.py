@@ -170,6 +170,31 @@ def cls_tables(path: Path) -> str:
     return "\n".join(out)
 
 
+FINISH = (("inductor_fold", "Inductor, as `fold` compiles it: ×2 upsampling, merged head, L2 norm"),
+          ("conv_cl+kernel", "`upsample_norm`: merged head (no bias) at H/4, then the Triton kernel"),
+          ("conv_cl", "· the convolution alone (channels-last output)"),
+          ("kernel_cl", "· the kernel alone, on that output"),
+          ("mm_nchw+kernel", "head as a matmul (NCHW output), then the kernel"),
+          ("kernel_nchw", "· the kernel alone, on a NCHW input"),
+          ("chunked_cl", "two-pass kernel over 32-channel chunks, 128 pixels (channels-last input)"),
+          ("chunked_nchw", "· the same on a NCHW input"),
+          ("chunked_nchw_x64", "· 64 pixels, NCHW input"),
+          ("chunked_nchw_x256_w8", "· 256 pixels, 8 warps, NCHW input"),
+          ("mm_nchw+chunked", "matmul, then the two-pass kernel"))
+
+
+def finish_table(path: Path) -> str:
+    """tools/issue9_probe.py --finish: the encoder's last step (×2 upsampling, head, L2 norm) from
+    refinenet1's mixed map, each variant in µs per call at 384² and 1024²; max |difference| to fp32."""
+    rows = [r for r in json.loads(path.read_text())["micro"] if r["op"] == "finish"]
+    out = [f"`{path.name}`", "", "| variant | " + " | ".join(f"{r['size']}² µs" for r in rows)
+           + " | " + " | ".join(f"max abs diff {r['size']}²" for r in rows) + " |", "|---" * (1 + 2 * len(rows)) + "|"]
+    for key, label in FINISH:
+        diffs = [f"{r[key + '_max_abs_diff_fp32']:.1e}" if key + "_max_abs_diff_fp32" in r else "—" for r in rows]
+        out.append(f"| {label} | " + " | ".join(_us(r, key + "_ms") for r in rows) + " | " + " | ".join(diffs) + " |")
+    return "\n".join(out)
+
+
 def flex_table(path: Path) -> str:
     """tools/issue9_probe.py --flex: FlexAttention's Triton kernel (Inductor's autotuned choice and fixed
     tiles) against PyTorch's SDPA choice at ViT-L/16's token counts; µs per call."""

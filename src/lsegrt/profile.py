@@ -358,6 +358,10 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
     if cuda and (whole["launches"] == 0 or result["stagewise_total"]["launches"] == 0):
         result["notes"].append("the profiler saw no kernels in some calls (CUDA-graph replays not traced by "
                                "this torch/CUPTI?): kernel columns are incomplete; latencies are unaffected")
+    if result["encoder"].get("options", {}).get("pdl") and cuda:
+        result["notes"].append("pdl: the profiler may miss kernels of a whole-model CUDA graph launched with "
+                               "programmatic dependent launch (H200, torch 2.11: about half the launches), so its "
+                               "kernel columns may be incomplete; latencies and stage-by-stage rows are unaffected")
     if result["encoder"].get("options", {}).get("overlap"):
         result["notes"].append("overlap: stage by stage each stage runs alone, so what the side stream hides "
                                "shows only in the whole-model row")

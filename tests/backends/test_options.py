@@ -148,3 +148,12 @@ def test_pdl_is_inductors_programmatic_dependent_launch_and_compiles_on_the_cpu(
     with Encoder.open("compile", checkpoint=tiny_vit, pdl=True) as enc:  # PDL code is for CUDA (sm90+) only
         assert enc.describe()["options"]["pdl"] is True
         torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pdl_is_refused_where_inductor_cannot_generate_it(monkeypatch):
+    import lsegrt.backends.compiled as compiled
+
+    monkeypatch.setattr(compiled, "pdl_supported", lambda: False)
+    with pytest.raises(LsegError, match=r"option pdl=true: torch .* has no PDL support"):
+        compiled.CompileOptions.parse({"pdl": True, "fast": True})
+    assert not compiled.CompileOptions.parse({"fast": True}).pdl  # the bundle never asks for it

@@ -50,8 +50,13 @@ def test_fast_fills_only_what_the_caller_left_unset():
     opts = CompileOptions.parse({"fast": True, "channels_last": False})
     assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last, opts.fold) == (True, True, True,
                                                                                                   False, True)
+    assert opts.cls_key_apart and opts.upsample_norm and not opts.pdl  # pdl: opt-in (saved builds load slower)
     stock = CompileOptions.parse({})
     assert (stock.overlap, stock.patch_gemm, stock.gelu_epilogue, stock.fold, stock.fast) == (False,) * 5
+    assert (stock.cls_key_apart, stock.upsample_norm, stock.pdl) == (False,) * 3
+    # upsample_norm moves fold's merged head: without fold the bundle leaves it off instead of failing
+    unfolded = CompileOptions.parse({"fast": True, "fold": False})
+    assert not unfolded.fold and not unfolded.upsample_norm and unfolded.overlap
     # overlap compiles its pieces without Inductor's CUDA graphs: the whole call is one graph of its own
     assert CompileOptions.parse({"overlap": True, "cuda_graph": True}).effective_mode == "default"
 

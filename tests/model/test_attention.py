@@ -5,10 +5,6 @@ no GPU) and in the whole encoder."""
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,6 +13,8 @@ from timm.models.vision_transformer import Attention as TimmAttention
 
 from lsegrt.model.attention import applies, attend_first_key_apart, worth_it
 from lsegrt.model.vit import Attention
+
+from .conftest import run_interpreted
 
 
 def _packed(batch, tokens, heads, dim, seed=0, dtype=torch.float32):
@@ -65,6 +63,7 @@ def test_class_key_dominating_the_softmax_still_merges_exactly():
 TRITON_CHECK = """
 import json, sys, torch
 from lsegrt.model.attention import _triton_merge, merge_first_key
+
 out = {}
 for tokens, dtype in ((129, torch.float32), (70, torch.float16), (257, torch.float16)):
     g = torch.Generator().manual_seed(tokens)
@@ -81,11 +80,7 @@ print(json.dumps(out))
 
 
 def test_triton_merge_kernel_matches_the_reference_merge_in_tritons_interpreter():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-c", TRITON_CHECK], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_interpreted(TRITON_CHECK)
     for key, (shape, dtype, diff) in res.items():
         tokens = int(key.split(":")[0])
         assert shape == [2, tokens, 256]

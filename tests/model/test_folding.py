@@ -77,11 +77,13 @@ def test_merged_head_is_the_two_convolutions():
     assert merged_head(a, b).weight.dtype == torch.float32
 
 
-@pytest.mark.parametrize("options", [{"fold": True}, {"fold": True, "fast": True}])
-def test_compile_backend_with_fold_matches_eager(tiny_model, options):
+@pytest.mark.parametrize("options, moved", [({"fold": True}, False), ({"fold": True, "upsample_norm": True}, True),
+                                            ({"fast": True}, True), ({"fast": True, "upsample_norm": False}, False)])
+def test_compile_backend_with_fold_matches_eager(tiny_model, options, moved):
+    """With upsample_norm (in fast) the merged head runs before the upsampling (lsegrt.model.upsample_norm)."""
     x = torch.randn(1, 3, 64, 96)
     ref = lsegrt.Encoder.open("torch", checkpoint=tiny_model)(x)
     with lsegrt.Encoder.open("compile", checkpoint=tiny_model, **options) as enc:
-        assert enc.describe()["options"]["fold"] is True
+        assert enc.describe()["options"]["fold"] is True and enc.describe()["options"]["upsample_norm"] is moved
         torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
     assert not isinstance(tiny_model.net.scratch.head1, nn.Identity)  # the caller's model is untouched

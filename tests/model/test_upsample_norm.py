@@ -1,14 +1,12 @@
 """lsegrt.model.upsample_norm: the ×2 bilinear upsampling, bias and L2 norm in one op compute what the
 encoder's own layers compute: the op against F.interpolate in float64, its Triton kernel in Triton's
-interpreter (no GPU), through torch.compile, and in the whole encoder (folded, split, compiled)."""
+interpreter (no GPU), through torch.compile, and in the whole encoder (folded, split; compiled:
+tests/model/test_folding.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,6 +18,7 @@ from lsegrt.model.branches import split_encoder
 from lsegrt.model.folding import fold_linear_maps
 from lsegrt.model.upsample_norm import UpsampleNormHead, upsample2x_normalize
 
+from .conftest import run_interpreted
 from .test_folding import _randomize
 
 
@@ -64,11 +63,7 @@ print(json.dumps(out))
 
 
 def test_triton_kernel_matches_the_reference_in_tritons_interpreter():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-c", TRITON_CHECK], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_interpreted(TRITON_CHECK)
     assert len(res) == 4
     for key, (shape, dtype, contiguous, diff) in res.items():
         b, c, h, w = json.loads(key.split(":")[0].replace("(", "[").replace(")", "]"))
@@ -98,17 +93,6 @@ def test_encoder_with_upsample_norm_matches_the_checkpoint_layers(tiny_model, sh
         ref, out = enc(x), moved(x)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(split_encoder(moved)(x), ref, rtol=1e-5, atol=1e-5)  # the overlap path's pieces
-
-
-@pytest.mark.parametrize("options", [{"fold": True, "upsample_norm": True},
-                                     {"fast": True, "upsample_norm": True}])
-def test_compile_backend_with_upsample_norm_matches_eager(tiny_model, options):
-    x = torch.randn(1, 3, 64, 96)
-    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_model)(x)
-    with lsegrt.Encoder.open("compile", checkpoint=tiny_model, **options) as enc:
-        assert enc.describe()["options"]["upsample_norm"] is True
-        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
-    assert not tiny_model.net.scratch.head_normalizes
 
 
 def test_upsample_norm_needs_fold():

@@ -12,10 +12,10 @@ Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on
 stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
-  ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``; each only where the caller left it
-  unset): ViT-L/16 1.18× at 384², 1.16× at 480×640, 1.12× at 1024² (batch 1), same fidelity; RN101
-  1.04–1.07× (measured before ``cls_key_apart`` and the finish after the graph). It is not the default:
-  stock stays the reference.
+  ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``; each only where the
+  caller left it unset): ViT-L/16 1.19× at 384², 1.14× at 1024² (batch 1), same fidelity; RN101
+  1.04–1.07× before ``cls_key_apart``, the finish after the graph and ``upsample_norm``, 0.93× at 384² with
+  them and ``pdl`` (not yet explained). It is not the default: stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
@@ -29,6 +29,13 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``cls_key_apart``: the ViT attention over the patch keys, the class token's key merged in by its
   log-sum-exp (:mod:`lsegrt.model.attention`), where the patch count is a multiple of cuDNN's 128-key
   tile (with ``fast``: 11.46 → 11.09 ms at 1024²; not applied at 384² or 480×640).
+- ``upsample_norm`` (needs ``fold``): the merged head before refinenet1's ×2 upsampling, and the upsampling,
+  the head's bias and the L2 norm in one Triton kernel (:mod:`lsegrt.model.upsample_norm`): 0.271 against
+  0.457 ms for Inductor's version at 1024²; with ``fast``: 11.00 → 10.83 ms at 1024², 1.97 → 1.95 ms at 384².
+- ``pdl``: Inductor's Triton kernels with programmatic dependent launch (Hopper and later): with ``fast``
+  1.97 → 1.90 ms at 384², nothing at 1024². Not in ``fast``: Inductor then launches through Triton's own
+  launchers, which a new process builds with a C compiler, so a saved build's first inference took 13.1 s
+  from opening it.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -78,7 +85,15 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
-        "cls_key_apart": True}
+        "cls_key_apart": True, "upsample_norm": True}
+# Not `pdl`: 0.03-0.07 ms faster at 384² on an H200, but Inductor then launches its Triton kernels through
+# Triton's own launchers, which a new process builds with a C compiler: a saved build's first inference
+# took 13.1 s from opening it instead of ≤ 10 (docs/BENCHMARKS.md, sixth session).
+
+
+def pdl_supported() -> bool:
+    """Whether this torch's Inductor can generate programmatic-dependent-launch code (torch ≥ 2.9)."""
+    return hasattr(torch._inductor.config.triton, "enable_pdl")
 
 
 def _as_bool(name: str, value: Any) -> bool | None:
@@ -148,8 +163,11 @@ class CompileOptions:
             pdl=_as_bool("pdl", o.get("pdl")),
             fast=bool(_as_bool("fast", o.get("fast", False))),
         )
-        if parsed.fast:  # the bundle fills what the caller left unset
-            parsed = dataclasses.replace(parsed, **{k: v for k, v in FAST.items() if getattr(parsed, k) is None})
+        if parsed.fast:  # the bundle fills what the caller left unset, where it can apply
+            fill = dict(FAST)
+            if parsed.fold is False:  # upsample_norm moves fold's merged head
+                fill["upsample_norm"] = False
+            parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:
             if parsed.dynamic:
                 raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
@@ -157,7 +175,7 @@ class CompileOptions:
                 raise LsegError("option overlap=true compiles its pieces itself: leave mode unset")
         if parsed.upsample_norm and not parsed.fold:
             raise LsegError("option upsample_norm=true moves fold's merged head: it needs fold=true")
-        if parsed.pdl and not hasattr(torch._inductor.config.triton, "enable_pdl"):
+        if parsed.pdl and not pdl_supported():
             raise LsegError(f"option pdl=true: torch {torch.__version__}'s Inductor has no PDL support")
         return parsed.resolved()
 
@@ -318,9 +336,10 @@ class CompiledEncoder(Encoder):
                                 "in by its log-sum-exp (exact)"),
         "upsample_norm": Option(bool, None, "with fold: refinenet1's merged head before its upsampling; the "
                                 "upsampling, bias and L2 norm in one Triton kernel"),
-        "pdl": Option(bool, None, "Inductor's Triton kernels with programmatic dependent launch (Hopper+)"),
+        "pdl": Option(bool, None, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; "
+                      "a saved build's first call then builds kernel launchers: seconds slower)"),
         "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
-                       "gelu_epilogue, channels_last, fold, cls_key_apart (each unless set)"),
+                       "gelu_epilogue, channels_last, fold, cls_key_apart, upsample_norm (each unless set)"),
     }
 
     def __init__(self, model, device, precision: str, options: CompileOptions | None = None,
