@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent("""
     def slow(tensors, filename, metadata=None):
         real(tensors, filename, metadata=metadata)
         print("WRITING", flush=True)
-        time.sleep(120)
+        for _ in range(1200):  # short sleeps: a signal that lands on another thread (torch's) is still
+            time.sleep(0.1)    # handled at the next one, as between a real writer's chunks
     st.save_file = slow
     from lsegrt.cli import main
     sys.exit(main(["convert", sys.argv[1], sys.argv[2]]))
