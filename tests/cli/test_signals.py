@@ -12,8 +12,13 @@ import pytest
 
 # The real `lsegrt convert`, with safetensors' writer made slow after it has filled the temp file: the
 # signal arrives mid-write, as it would during a real 1.5 GB conversion.
+# The child starts with SIGINT as a process started from a terminal has it (handled, not blocked): a
+# pytest-xdist worker that ran other tests first may hand it on ignored or blocked (the SIGINT case failed
+# twice in full `-n 2` runs, never alone), and Python leaves an ignored SIGINT ignored.
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import safetensors.torch as st
     real = st.save_file
     def slow(tensors, filename, metadata=None):
@@ -43,6 +48,7 @@ def test_signal_mid_write_leaves_nothing(tmp_path, official_ckpt, sig, code, wor
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == code, err
+    assert proc.returncode == code, (err, "pytest worker's SIGINT handler and blocked signals:",
+                                     signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
     assert err.startswith(f"lsegrt: {word}") and err.count("\n") == 1, err
     assert list(out.iterdir()) == []
