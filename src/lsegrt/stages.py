@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .model.layers import l2_normalize
+from .model.decoder import as_unit_vectors
 from .model.net import CastEncoder, ImageEncoder
 from .model.resnet import ResNetBackbone
 
@@ -129,7 +129,7 @@ class _Norm(nn.Module):
         self.done = done
 
     def forward(self, x):
-        return (x if self.done else l2_normalize(x, dim=1).float(),)
+        return (as_unit_vectors(x, self.done),)
 
 
 def _unwrap(encoder: nn.Module) -> tuple[ImageEncoder, torch.dtype]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import l2_normalize
+from .decoder import as_unit_vectors
 from .net import ImageEncoder
 from .resnet import ResNetBackbone
 
@@ -98,10 +98,10 @@ class _Finish(nn.Module):
         block = scratch.refinenet1
         self.out_conv = nn.Identity() if block.conv_first else block.out_conv
         self.head1 = scratch.head1
+        self.normalized = scratch.head_normalizes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head1(self.out_conv(x))
-        return out if getattr(self.head1, "normalizes", False) else l2_normalize(out, dim=1)
+        return as_unit_vectors(self.head1(self.out_conv(x)), self.normalized)
 
 
 @dataclass(frozen=True)

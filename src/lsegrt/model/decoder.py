@@ -6,6 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import l2_normalize
+
+
+def as_unit_vectors(out: torch.Tensor, normalized: bool) -> torch.Tensor:
+    """head1's output as the encoder's float32 unit vectors: the fp32 L2 norm over channels, unless the
+    head already normalized (:attr:`Scratch.head_normalizes`)."""
+    return out if normalized else l2_normalize(out, dim=1)
+
 
 class ResidualConvUnit(nn.Module):
     """ReLU → conv1 → bn1 → ReLU → conv2 → bn2, plus the un-activated input (ReLU not in place)."""

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from .config import LSegConfig
-from .decoder import Scratch
-from .layers import l2_normalize
+from .decoder import Scratch, as_unit_vectors
 from .resnet import ResNetBackbone
 from .text import build_text_tower
 from .vit import ViTBackbone
@@ -31,8 +30,7 @@ class ImageEncoder(nn.Module):
         self.scratch = scratch if scratch is not None else Scratch(cfg.stage_channels, cfg.features, cfg.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.scratch(*self.pretrained(x))
-        return out if self.scratch.head_normalizes else l2_normalize(out, dim=1)
+        return as_unit_vectors(self.scratch(*self.pretrained(x)), self.scratch.head_normalizes)
 
 
 class LSegNet(ImageEncoder):
