@@ -3,11 +3,13 @@ model whose stage table sums to the total it reports."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from lsegrt.errors import LsegError
-from lsegrt.profile import (CLASSES, Candidate, Event, classify, parse_candidate, profile_candidate, top_kernels,
-                            window_stats)
+from lsegrt.profile import (CLASSES, RANGE, Candidate, Event, _attribute, _events, classify, parse_candidate,
+                            profile_candidate, top_kernels, whole_span_note, window_stats)
 
 
 @pytest.mark.parametrize("name, cls", [
@@ -52,6 +54,41 @@ def test_gaps_are_span_minus_busy_time():
     assert (s["span_us"], s["busy_us"], s["gaps_us"], s["kernel_us"], s["launches"]) == (25, 17, 8, 22, 3)
     assert s["classes"]["gemm"] == {"us": 17, "launches": 2} and s["classes"]["copy"]["us"] == 5
     assert window_stats([])["span_us"] == 0
+
+
+@pytest.mark.parametrize("span, latency, missed", [
+    (0.893, 3.346, True),    # RN101 `fast` on an H100: 54 launches traced of a 3.3 ms call
+    (15.98, 4.283, False),   # stock compile, same run: the span includes the copies around the graph
+    (1.9, 3.6, False),       # a launch-bound call spans its latency, gaps and all
+    (0.0, 0.0, False),       # nothing measured: nothing to say
+])
+def test_a_whole_model_span_shorter_than_half_the_call_is_noted_as_missed_kernels(span, latency, missed):
+    note = whole_span_note({"span_ms": span, "latency_ms_p50": latency})
+    assert (note is not None) == missed
+    if missed:
+        assert f"{span:.3f} ms of a {latency:.3f} ms call" in note and "incomplete" in note
+
+
+def test_lsegrts_own_operators_are_not_read_as_call_ranges():
+    # "lsegrt::upsample2x_normalize" once matched the ranges' prefix: every kernel after it fell outside its call
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    importlib.import_module("lsegrt.model.upsample_norm")  # registers the operator
+
+    x, bias, a = torch.randn(1, 8, 4, 4), torch.zeros(8), torch.randn(16, 16)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(2):
+            with record_function(f"{RANGE}call#{i}"):
+                torch.ops.lsegrt.upsample2x_normalize(x, bias)  # as compiled code calls it: through the dispatcher
+                torch.mm(a, a)
+    events, ranges = _events(prof, cuda=False)
+    calls, rest = _attribute(events, ranges, RANGE)
+    assert sorted(name for name, *_ in ranges) == [f"{RANGE}call#0", f"{RANGE}call#1"]
+    assert set(calls) == {"call"} and len(calls["call"]) == 2 and not rest
+    for window in calls["call"]:
+        names = {e.name for e in window}
+        assert "lsegrt::upsample2x_normalize" in names and "aten::mm" in names
 
 
 def test_profile_stage_table_sums_to_its_total(tiny_vit):

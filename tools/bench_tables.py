@@ -217,6 +217,24 @@ def flex_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def layout_table(path: Path) -> str:
+    """tools/issue9_layout.py: the memory format of the map the finish and the upsample_norm kernel get."""
+    def fmt(layout):
+        if not layout:
+            return "—"
+        return f"{'channels-last' if layout['channels_last'] else 'NCHW'} {tuple(layout['shape'])}"
+
+    out = [f"`{path.name}`", "",
+           "| variant | size | options | map into the finish | map into the kernel | output strides | p50 ms (rough) |",
+           "|---|---|---|---|---|---|---|"]
+    for r in json.loads(path.read_text()):
+        opts = ",".join(f"{k}={str(v).lower()}" for k, v in r["options"].items())
+        kernel = fmt(r["kernel_input"][0]) if r["kernel_input"] else "—"
+        out.append(f"| {r['variant']} | {r['size']} | {opts} | {fmt(r['static_map'])} | {kernel} | "
+                   f"{tuple(r['out_stride'])} | {r['p50_ms']:.2f} |")
+    return "\n".join(out)
+
+
 def first_inference_table(path: Path) -> str:
     """tools/issue9_gpu.sh first:V: each fresh process's steps, seconds since it started, in the order the
     processes ran (Python's bytecode cache is written by the first process that imports a module)."""

@@ -16,7 +16,8 @@
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
-#                    instead of random weights (what a user with a real checkpoint does); also writes
+#                    instead of random weights (what a user with a real checkpoint does); FIRST_FRESH_TRITON=1:
+#                    each process with an empty Triton cache as well (a machine new to the build); also writes
 #                    first9_V_profile.txt (cProfile of a third saved-build run: load, first call)  [~1 min; +40 s cold]
 #
 # The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
@@ -92,7 +93,10 @@ for phase in "$@"; do
         prof=""; [ $mode = profiled ] && prof="--profile $OUT/first9_${v}_profile.txt"
         [ ${mode%2} = text ] && prof="--text-tower"
         dev=${DEV#--device }; dev=${dev:-cuda}
-        TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
+        # FIRST_FRESH_TRITON=1: an empty Triton cache too, as on a machine that never ran the kernels
+        # (lsegrt's own Triton kernels are not in the saved build; Inductor's are)
+        tc=""; [ "${FIRST_FRESH_TRITON:-0}" = 1 ] && tc="TRITON_CACHE_DIR=/tmp/ind9_$mode/triton"
+        env $tc TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
           --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" $prof 2>&1 | tail -1
       done
       $PY -c "import json,sys; n=('cold','saved','again','text','text2','profiled','build_sidecar'); d={k: json.load(open(f)) for k, f in zip(n, sys.argv[1:8])}; d['modes']=sys.argv[9].split(); open(sys.argv[8],'w').write(json.dumps(d, indent=1))" \

@@ -46,6 +46,15 @@ def test_overlap_serves_resnet_too(tiny_rn):
         torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_resnet_pieces_hand_on_channels_last_maps_when_asked(tiny_rn, channels_last):
+    x = torch.randn(1, 3, 64, 64)
+    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_rn)(x)
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_rn, fast=True, channels_last=channels_last) as enc:
+        assert enc.module.split.segments[0].channels_last is channels_last
+        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_fast_fills_only_what_the_caller_left_unset():
     opts = CompileOptions.parse({"fast": True, "channels_last": False})
     assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last, opts.fold) == (True, True, True,

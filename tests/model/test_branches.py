@@ -70,3 +70,21 @@ def test_finish_starts_at_refinenet1s_out_conv_with_or_without_folding(tiny_vit,
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         assert torch.equal(split(x), enc(x))
+
+
+def test_channels_last_split_keeps_a_resnets_maps_channels_last_between_pieces(tiny_rn):
+    """With ``channels_last`` every map a ResNet's pieces hand on is channels-last (a compiled piece keeps
+    the memory format its inputs give, so NCHW maps were converted at every boundary); same features."""
+    enc = tiny_rn.net.image_encoder().eval()
+    split = split_encoder(enc, channels_last=True)
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        maps, y = [], x
+        for segment, branch in zip(split.segments, split.branches):
+            y = segment(y)
+            maps += [y, branch(y, 0, 0)]
+        s1, s2, s3, b4 = maps[1::2]
+        maps.append(split.tail(b4, s3, s2, s1))
+        assert all(m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous() for m in maps)
+        torch.testing.assert_close(split(x), enc(x), rtol=1e-5, atol=1e-5)
+        assert split_encoder(enc).segments[0](x).is_contiguous()  # off by default: the encoder's own NCHW

@@ -95,6 +95,21 @@ def test_encoder_with_upsample_norm_matches_the_checkpoint_layers(tiny_model, sh
         torch.testing.assert_close(split_encoder(moved)(x), ref, rtol=1e-5, atol=1e-5)  # the overlap path's pieces
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_head_hands_the_op_a_channels_last_map_whatever_its_input(monkeypatch, memory_format):
+    """The Triton kernel reads along the channels (10× slower on NCHW, RN101's maps): the head makes its
+    convolution's output channels-last itself."""
+    import lsegrt.model.upsample_norm as un
+
+    seen = []
+    monkeypatch.setattr(un, "upsample2x_normalize", lambda x, b: seen.append(x) or un.reference(x, b))
+    conv = nn.Conv2d(8, 16, 1)
+    x = torch.randn(1, 8, 5, 6).contiguous(memory_format=memory_format)
+    out = UpsampleNormHead(conv)(x)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+    torch.testing.assert_close(out.double(), _by_hand(F.conv2d(x, conv.weight), conv.bias), rtol=0, atol=1e-6)
+
+
 def test_upsample_norm_needs_fold():
     with pytest.raises(lsegrt.LsegError, match="upsample_norm=true .* needs fold=true"):
         lsegrt.Encoder.open("compile", variant="vit_tiny", upsample_norm=True)

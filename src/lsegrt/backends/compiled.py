@@ -13,9 +13,8 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``; each only where the
-  caller left it unset): ViT-L/16 1.19× at 384², 1.14× at 1024² (batch 1), same fidelity; RN101
-  1.04–1.07× before ``cls_key_apart``, the finish after the graph and ``upsample_norm``, 0.93× at 384² with
-  them and ``pdl`` (not yet explained). It is not the default: stock stays the reference.
+  caller left it unset): ViT-L/16 1.19× at 384², 1.13× at 1024²; RN101 1.14× at 384², 1.23× at 1024²
+  (batch 1), same fidelity. It is not the default: stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
@@ -43,7 +42,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   the block GEMMs and the encoder was no faster (2.32 vs 2.30 ms). ``autotune=gemm-full``: Inductor's
   whole search space (≈ 23 s per GEMM shape on an H200).
 - ``coordinate_descent``: Inductor's coordinate-descent tuning of pointwise/reduction block sizes.
-- ``channels_last``: Inductor's channels-last layout for every convolution (the decoder).
+- ``channels_last``: Inductor's channels-last layout for every convolution (the decoder); with ``overlap``
+  a ResNet's maps between the pieces are channels-last too (:func:`~lsegrt.model.branches.split_encoder`):
+  as NCHW, each compiled piece converted its inputs and outputs, and ``upsample_norm``'s kernel read NCHW
+  (RN101 ``fast`` 5.64 → 3.12 ms at 1024²).
 - ``sdpa``: which scaled-dot-product-attention kernel the graph is traced with (cudnn, flash,
   efficient, math; default: PyTorch's choice, already the fastest here).
 
@@ -51,9 +53,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
 kernels; on a CPU also the C++ kernel libraries, in a zip beside the file) are loaded before the first
 call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
-is Dynamo tracing the model and loading the kernels: on an H200, ViT-L/16 ``fast`` at 384², 3.9–6.1 s from
-opening the build to the first output, 8.3–11.7 s from process start (docs/BENCHMARKS.md). The sidecar
-binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
+is Dynamo tracing the model and loading the kernels: ViT-L/16 ``fast`` at 384², 5.1–7.0 s from opening the
+build to the first output, 10.9–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
+The sidecar binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
 bytes; any difference is refused.
 """
 
@@ -284,7 +286,7 @@ def compile_module(module: torch.nn.Module, options: CompileOptions, device: tor
         from .overlap import OverlapGraph
 
         piece = dataclasses.replace(options, overlap=False, cuda_graph=False)
-        split = split_encoder(module.encoder, module.dtype)
+        split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last))
         return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"))
     inductor = options.inductor_options()
     if inductor is None:

@@ -47,12 +47,20 @@ class _ViTSegment(nn.Module):
 
 
 class _ResNetSegment(nn.Module):
-    def __init__(self, layer: nn.Module, dtype: torch.dtype | None):
+    """A ResNet stage; the first also casts the image, and with ``channels_last`` makes it channels-last so
+    that every map after it, each piece's output included, is (a compiled piece's outputs keep the memory
+    format PyTorch would give them: NCHW maps between pieces meant converting at every boundary)."""
+
+    def __init__(self, layer: nn.Module, dtype: torch.dtype | None, channels_last: bool = False):
         super().__init__()
-        self.layer, self.dtype = layer, dtype
+        self.layer, self.dtype, self.channels_last = layer, dtype, channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x if self.dtype is None else x.to(self.dtype))
+        if self.dtype is not None:
+            x = x.to(self.dtype)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return self.layer(x)
 
 
 class _Branch(nn.Module):
@@ -132,16 +140,19 @@ class SplitEncoder:
         return self.finish(self.tail(b4, s3, s2, s1))
 
 
-def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32) -> SplitEncoder:
+def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32,
+                  channels_last: bool = False) -> SplitEncoder:
     """``encoder`` (weights already in ``dtype``) cut at its four taps; the first segment casts the
-    float32 image to ``dtype``, the tail returns float32 (as :class:`lsegrt.model.net.CastEncoder`)."""
+    float32 image to ``dtype``, the tail returns float32 (as :class:`lsegrt.model.net.CastEncoder`).
+    ``channels_last``: a ResNet's maps between the pieces are channels-last (same values)."""
     sc = encoder.scratch
     projects = (sc.layer1_rn, sc.layer2_rn, sc.layer3_rn, sc.layer4_rn)
     units = (sc.refinenet1.resConfUnit1, sc.refinenet2.resConfUnit1, sc.refinenet3.resConfUnit1, None)
     bb = encoder.pretrained
     if isinstance(bb, ResNetBackbone):
         layers = (bb.layer1, bb.layer2, bb.layer3, bb.layer4)
-        segments = tuple(_ResNetSegment(layer, dtype if k == 0 else None) for k, layer in enumerate(layers))
+        segments = tuple(_ResNetSegment(layer, dtype if k == 0 else None, channels_last and k == 0)
+                         for k, layer in enumerate(layers))
         posts: tuple = (None,) * 4
         patch = None
     else:
