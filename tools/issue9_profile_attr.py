@@ -27,14 +27,16 @@ from lsegrt.backends.common import resolve_model
 OPTION_SETS = ({}, {"fast": True}, {"fast": True, "upsample_norm": False}, {"fast": True, "overlap": False})
 
 
-def _window(starts: list[float], wins: list[tuple[float, float]], t: float) -> int | None:
-    i = bisect.bisect_right(starts, t) - 1
-    return i if i >= 0 and t <= wins[i][1] else None
-
-
 def _prev(starts: list[float], t: float) -> int | None:
+    """The last range that starts at or before t."""
     i = bisect.bisect_right(starts, t) - 1
     return i if i >= 0 else None
+
+
+def _window(starts: list[float], wins: list[tuple[float, float]], t: float) -> int | None:
+    """The range that holds t."""
+    i = _prev(starts, t)
+    return i if i is not None and t <= wins[i][1] else None
 
 
 def _offset(wins: list[tuple[float, float]], t: float) -> float:
@@ -72,9 +74,9 @@ def probe(model, size: int, opts: dict, calls: int = 10) -> dict:
     pairs = [(spins[k], spins[k + 1]) for k in range(0, len(spins) - 1, 2)]
     dev = [e for e in dev if "spin" not in e.name()]
     between = sum(any(a < us(e, "start") < b for a, b in pairs) for e in dev)
-    late = [us(e, "start") - wins[_prev(starts, us(e, "start"))][1] for e in dev
-            if _window(starts, wins, us(e, "start")) is None and _prev(starts, us(e, "start")) is not None]
     by_start = [_window(starts, wins, us(e, "start")) is not None for e in dev]
+    prev = [_prev(starts, us(e, "start")) for e in dev]
+    late = [us(e, "start") - wins[i][1] for e, i, ok in zip(dev, prev, by_start) if not ok and i is not None]
     launches = [cpu.get(e.linked_correlation_id()) for e in dev]
     by_launch = [lc is not None and _window(starts, wins, us(lc, "start")) is not None for lc in launches]
     out = [e for e, ok in zip(dev, by_start) if not ok]
