@@ -53,8 +53,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
 kernels; on a CPU also the C++ kernel libraries, in a zip beside the file) are loaded before the first
 call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
-is Dynamo tracing the model and loading the kernels: ViT-L/16 ``fast`` at 384², 5.1–7.0 s from opening the
-build to the first output, 10.9–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
+is Dynamo tracing the model and loading the kernels, and Triton compiling lsegrt's own kernels (not in the
+build; under a second): ViT-L/16 ``fast`` at 384², 5.0–7.0 s from opening the build to the first output,
+8.8–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
 The sidecar binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
 bytes; any difference is refused.
 """
