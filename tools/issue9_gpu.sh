@@ -13,6 +13,9 @@
 #   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
 #   cls              block GEMMs and SDPA at M and M-1 rows: what the class token's row costs (--cls) [~2 min]
 #   finish           the last step (×2 upsampling, head, L2 norm): Inductor's vs lsegrt's Triton kernels (--finish)
+#   code:V:S         Inductor's generated code (TORCH_COMPILE_DEBUG's output_code.py of every graph, caches
+#                    off) for CAND's first option set (or stock) at S×S, batch 1: code9_V_S.tar.gz, to read
+#                    which kernels a piece runs and why (copies, layouts)                    [~1 min]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
@@ -102,6 +105,15 @@ for phase in "$@"; do
       $PY -c "import json,sys; n=('cold','saved','again','text','text2','profiled','build_sidecar'); d={k: json.load(open(f)) for k, f in zip(n, sys.argv[1:8])}; d['modes']=sys.argv[9].split(); open(sys.argv[8],'w').write(json.dumps(d, indent=1))" \
         /tmp/first9/cold.json /tmp/first9/saved.json /tmp/first9/again.json /tmp/first9/text.json \
         /tmp/first9/text2.json /tmp/first9/profiled.json "/tmp/first9/$v.compiled.json" "$OUT/first9_$v.json" "$modes" ;;
+    code)  # one bench row with Inductor's debug output on and its caches off, only the generated code kept
+      spec="compile:$PREC"; [ ${#CANDS[@]} -gt 2 ] && spec="${CANDS[3]}"  # CANDS: --candidate stock --candidate first
+      rm -rf /tmp/code9 && mkdir -p /tmp/code9
+      (cd /tmp/code9 && TORCH_COMPILE_DEBUG=1 TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 timeout "${PHASE_TIMEOUT:-300}" \
+        $L bench --variant "$v" --candidate "$spec" --size "$s" --batch 1 $CG $T $DEV --out /tmp/code9/bench \
+        2>&1 | quiet | tail -4)
+      find /tmp/code9 -name output_code.py | sed 's|^/tmp/code9/||' > /tmp/code9/files.txt
+      echo "$(wc -l < /tmp/code9/files.txt) graphs' output_code.py for $spec at ${s}x$s"
+      tar czf "$OUT/code9_${v}_$s.tar.gz" -C /tmp/code9 files.txt $(cat /tmp/code9/files.txt) ;;
     flex)  # FlexAttention's Triton kernel vs SDPA (tools/issue9_probe.py --flex; no model candidates)
       OUT=/tmp/fx9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --flex --candidates stock --budget 0 \
         --out /tmp/fx9 2>&1 | grep "flex" | tail -40
