@@ -21,6 +21,26 @@ def _tables():
     return module
 
 
+def _between(start: str, end: str) -> str:
+    """The text of docs/BENCHMARKS.md from the first ``start`` to the next ``end``."""
+    return DOC.split(start)[1].split(end)[0]
+
+
+def _flat(text: str) -> str:
+    """``text`` with every run of whitespace one space (claims may wrap anywhere)."""
+    return " ".join(text.split())
+
+
+# the targets table: which targets of issues 8 and 9 were met
+VERDICT = _between("which targets of issues 8 and 9 were met", "\n## ")
+
+
+def _first_inference(name: str) -> tuple[dict, list[dict]]:
+    """A first-inference record and the seconds since process start of its two runs outside cProfile."""
+    first = json.loads((MEASURED / name).read_text())
+    return first, [first[m]["seconds_since_process_start"] for m in ("saved", "again")]
+
+
 @pytest.mark.parametrize("path", sorted(MEASURED.glob("bench_*.json")), ids=lambda p: p.stem)
 def test_bench_table_in_doc_matches_its_json(path):
     table = _tables().bench_table(path)
@@ -88,7 +108,7 @@ def test_issue9_fast_path_speedups_are_computed_from_the_same_calls_records():
         assert table in DOC, f"{variant}: stock-vs-fast table differs from the JSON (re-render it)"
         row = next(line for line in table.splitlines() if f"| {variant} | 384 | 1 |" in line)
         speedup = row.split("|")[6].strip()
-        assert f"{speedup}" in DOC.split("**Second session's verdict")[1].split("###")[0]
+        assert f"{speedup}" in _between("**Second session's verdict", "###")
     first = _h200("first_inference_fast_h200")["saved"]["seconds_since_process_start"]
     assert f"| **{first['first_call_s']:.2f}** |" in DOC
     assert f"{first['first_call_s'] - first['model_s']:.1f} s (met)" in DOC
@@ -116,7 +136,7 @@ def _speedup(name, candidate, size, batch=1):
 
 
 def test_issue9_third_session_verdict_profiles_and_first_inference_come_from_the_records():
-    verdict = DOC.split("**Verdict against the issue's targets (batch 1")[1].split("####")[0]
+    verdict = _between("**Verdict against the issue's targets (batch 1", "####")
     vit, rn = "bench_issue9_fold_vit_l16_h200_2026-11-30.json", "bench_issue9_fast_rn101_h200_2026-11-30.json"
     row_vit = (f"| ViT-L/16 | **{_speedup(vit, 'compile:fp16:fast=true,fold=true', 384):.3f}×** | "
                f"**{_speedup(vit, 'compile:fp16:fast=true,fold=true', 1024):.3f}×** |")
@@ -141,7 +161,7 @@ def test_profile_tables_render_every_comparison_and_candidate():
 
 
 def test_issue9_fourth_session_tables_and_claims_come_from_the_records():
-    section = DOC.split("### Fourth session")[1].split("### Third session")[0]
+    section = _between("### Fourth session", "### Third session")
     tables = _tables()
     assert tables.flex_table(MEASURED / "issue9_flex_h200_2026-11-30.json") in section
     runs = {}
@@ -169,7 +189,7 @@ def test_issue9_fourth_session_tables_and_claims_come_from_the_records():
 
 
 def test_issue9_fifth_session_tables_and_claims_come_from_the_records():
-    section = DOC.split("### Fifth session")[1].split("### Fourth session")[0]
+    section = _between("### Fifth session", "### Fourth session")
     tables = _tables()
     day = "2026-12-03"
     assert tables.cls_tables(MEASURED / f"issue9_cls_h200_{day}.json") in section
@@ -183,14 +203,14 @@ def test_issue9_fifth_session_tables_and_claims_come_from_the_records():
     rows = {r["op"] + str(r.get("batch", "")) + str(r.get("rows", r.get("tokens"))): r
             for r in json.loads((MEASURED / f"issue9_cls_h200_{day}.json").read_text())["micro"]}
     r = rows["cls:attention14097"]
-    flat = " ".join(section.split())
+    flat = _flat(section)
     assert f"{1e3 * r['sdpa_ms']:.1f} µs against {1e3 * r['sdpa_kv_minus1_ms']:.1f} µs with 4,096 keys" in flat
     assert (f"{1e3 * r['apart_compiled_ms']:.1f} µs against {1e3 * r['timm_compiled_ms']:.1f} µs for timm's compiled "
             f"attention at 4,097 tokens ({r['timm_compiled_ms'] / r['apart_compiled_ms']:.2f}×)") in flat
 
 
 def test_issue9_sixth_session_tables_and_claims_come_from_the_records():
-    section = DOC.split("### Sixth session")[1].split("### Fifth session")[0]
+    section = _between("### Sixth session", "### Fifth session")
     tables = _tables()
     day = "2026-12-03"
     for name in (f"bench_issue9_sixth1_vit_l16_h200_{day}.json", f"bench_issue9_sixth_vit_l16_h200_{day}.json",
@@ -206,23 +226,22 @@ def test_issue9_sixth_session_tables_and_claims_come_from_the_records():
     both = [_speedup(call1, "compile:fp16:fast=true,pdl=true,upsample_norm=true", s) for s in (384, 1024)]
     pdl = _speedup(call1, "compile:fp16:fast=true,pdl=true", 384)
     rn = _speedup(f"bench_issue9_sixth_rn101_h200_{day}.json", "compile:fp16:fast=true", 384)
-    flat = " ".join(section.split())
+    flat = _flat(section)
     assert f"**{fast[0]:.3f}× stock at 384², {fast[1]:.3f}× at 1024²**" in flat
     assert f"`fast` + `pdl`: {pdl:.3f}× (call 1)" in flat and f"**{rn:.3f}× stock at 384²**" in flat
-    verdict = DOC.split("which targets of issues 8 and 9 were met")[1].split("\n## ")[0]
     assert (f"Sixth session, ViT-L/16: with `pdl` as well, opt-in: {both[0]:.3f}× / {both[1]:.3f}×; `fast` + `pdl` "
-            f"without `upsample_norm`: {pdl:.3f}× at 384²") in verdict
+            f"without `upsample_norm`: {pdl:.3f}× at 384²") in VERDICT
     first = json.loads((MEASURED / f"first_inference_pdl_h200_{day}.json").read_text())["saved"]
     t = first["seconds_since_process_start"]
     assert f"took {t['first_call_s'] - t['open_s']:.1f} s from opening the build" in flat
-    assert f"with `pdl` {t['first_call_s'] - t['open_s']:.1f} s from opening" in verdict
+    assert f"with `pdl` {t['first_call_s'] - t['open_s']:.1f} s from opening" in VERDICT
     # the options the records say the bundle had
     opts = json.loads((MEASURED / f"bench_issue9_sixth_vit_l16_h200_{day}.json").read_text())["records"][2]["encoder"]["options"]
     assert opts["fast"] and opts["upsample_norm"] and opts["pdl"]
 
 
 def test_issue9_seventh_session_tables_and_claims_come_from_the_records():
-    section = DOC.split("### Seventh session")[1].split("### Sixth session")[0]
+    section = _between("### Seventh session", "### Sixth session")
     tables = _tables()
     day = "2026-12-03"
     names = {n: f"bench_issue9_{n}_h200_{day}.json" for n in ("seventh1_rn101", "seventh2_rn101", "seventh4_rn101",
@@ -232,7 +251,7 @@ def test_issue9_seventh_session_tables_and_claims_come_from_the_records():
     assert tables.compare_table(MEASURED / f"compare_issue9_seventh_rn101_h200_{day}.json") in section
     assert tables.first_inference_table(MEASURED / f"first_inference_seventh_h200_{day}.json") in section
     assert tables.layout_table(MEASURED / f"issue9_layout_rn101_h200_{day}.json") in section
-    flat = " ".join(section.split())
+    flat = _flat(section)
     fast = "compile:fp16:fast=true"
     before = [_speedup(names["seventh1_rn101"], fast, s) for s in (384, 1024)]
     after = [_speedup(names["seventh2_rn101"], fast, s) for s in (384, 1024)]
@@ -249,19 +268,17 @@ def test_issue9_seventh_session_tables_and_claims_come_from_the_records():
     for option in ("upsample_norm", "overlap"):
         cut = [_speedup(names["seventh2_rn101"], f"{fast},{option}=false", s) for s in (384, 1024)]
         assert f"without `{option}` {cut[0]:.3f}× / {cut[1]:.3f}×" in flat
-    verdict = DOC.split("which targets of issues 8 and 9 were met")[1].split("\n## ")[0]
     assert (f"ViT-L/16 {b1[0]:.3f}× at 384², {b1[2]:.3f}× at 1024² (batch 8: {b8[0]:.3f}× / {b8[2]:.3f}×); RN101 "
             f"{after[0]:.3f}× at 384², {after[1]:.3f}× at 1024² (batch 8 at 384²: {_speedup(call4, fast, 384, 8):.3f}×)"
-            f", after the fix of its NCHW maps ({before[0]:.3f}× / {before[1]:.3f}× before)") in verdict
+            f", after the fix of its NCHW maps ({before[0]:.3f}× / {before[1]:.3f}× before)") in VERDICT
     # fidelity: the aggregate rows the text quotes
     pairs = json.loads((MEASURED / f"compare_issue9_seventh_rn101_h200_{day}.json").read_text())["pairs"]
     agree = {p["candidate"]: p["aggregate"]["agreement"] for p in pairs}
     assert f"{agree[fast]:.3f} % for `fast`, {agree['compile:fp16']:.3f} % for stock compile" in flat
-    assert f"RN101 `fast` 0.9999991, {agree[fast]:.3f} %" in verdict
+    assert f"RN101 `fast` 0.9999991, {agree[fast]:.3f} %" in VERDICT
     # call 1's first inference: open → output of both runs outside cProfile
-    first = json.loads((MEASURED / f"first_inference_seventh_h200_{day}.json").read_text())
-    spans = [first[m]["seconds_since_process_start"]["first_call_s"] - first[m]["seconds_since_process_start"]["open_s"]
-             for m in ("saved", "again")]
+    first, t = _first_inference(f"first_inference_seventh_h200_{day}.json")
+    spans = [x["first_call_s"] - x["open_s"] for x in t]
     assert f"{spans[0]:.2f} and {spans[1]:.2f} s from opening the build to the first output" in flat
     assert first["saved"]["counters"]["inductor"]["async_compile_cache_miss"] == 179
     # the options the records say `fast` was: the sixth session's bundle without pdl
@@ -270,7 +287,7 @@ def test_issue9_seventh_session_tables_and_claims_come_from_the_records():
 
 
 def test_issue9_eighth_session_tables_and_claims_come_from_the_records():
-    section = DOC.split("### Eighth session")[1].split("### Seventh session")[0]
+    section = _between("### Eighth session", "### Seventh session")
     tables = _tables()
     day = "2026-12-06"
     vit, rn, rn1 = (f"bench_issue9_{n}_h100_{day}.json" for n in ("eighth2_vit_l16", "eighth2_rn101", "eighth_rn101"))
@@ -282,7 +299,7 @@ def test_issue9_eighth_session_tables_and_claims_come_from_the_records():
         path = MEASURED / f"profile_eighth_{name}_h100_{day}.json"
         assert tables.profile_tables(path) in section
         profiles[name] = json.loads(path.read_text())["candidates"]
-    flat = " ".join(section.split())
+    flat = _flat(section)
     fast = "compile:fp16:fast=true"
     v = [_speedup(vit, fast, s) for s in (384, 1024)]
     r = [_speedup(rn, fast, s) for s in (384, 1024)]
@@ -292,8 +309,7 @@ def test_issue9_eighth_session_tables_and_claims_come_from_the_records():
     records = {(x["candidate"], x["size"]): x for x in json.loads((MEASURED / vit).read_text())["records"]}
     ms = [records[(c, s)]["gpu_ms_p50"] for c in (fast, "compile:fp16") for s in (384, 1024)]
     assert f"takes {ms[0]:.2f} and {ms[1]:.2f} ms against stock's {ms[2]:.2f} and {ms[3]:.2f} ms" in flat
-    first = json.loads((MEASURED / f"first_inference_eighth_h100_{day}.json").read_text())
-    t = [first[m]["seconds_since_process_start"] for m in ("saved", "again")]
+    _, t = _first_inference(f"first_inference_eighth_h100_{day}.json")
     assert f"{t[0]['first_call_s'] - t[0]['open_s']:.2f} and {t[1]['first_call_s'] - t[1]['open_s']:.2f} s from opening" in flat
     assert f"{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start" in flat
     assert all(x["first_call_s"] > 10 for x in t)  # "not met" from process start
@@ -303,14 +319,13 @@ def test_issue9_eighth_session_tables_and_claims_come_from_the_records():
         assert (f"{round(cand['launches'])} launches spanning {cand['span_ms']:.2f} ms of a "
                 f"{cand['latency_ms_p50']:.2f} ms call ({size})") in flat
         assert cand["span_ms"] < 0.5 * cand["latency_ms_p50"] <= stock["span_ms"]
-    verdict = DOC.split("which targets of issues 8 and 9 were met")[1].split("\n## ")[0]
-    assert f"ViT-L/16 {v[0]:.3f}× / {v[1]:.3f}× ({ms[0]:.2f} / {ms[1]:.2f} ms" in verdict
-    assert f"RN101 {r[0]:.3f}× / {r[1]:.3f}×" in verdict
+    assert f"ViT-L/16 {v[0]:.3f}× / {v[1]:.3f}× ({ms[0]:.2f} / {ms[1]:.2f} ms" in VERDICT
+    assert f"RN101 {r[0]:.3f}× / {r[1]:.3f}×" in VERDICT
 
 
 def test_issue9_eighth_session_profiler_fix_is_shown_by_the_records():
-    section = DOC.split("### Eighth session")[1].split("### Seventh session")[0]
-    flat = " ".join(section.split())
+    section = _between("### Eighth session", "### Seventh session")
+    flat = _flat(section)
     tables = _tables()
     day = "2026-12-06"
     whole = {}
@@ -334,8 +349,8 @@ def test_issue9_eighth_session_profiler_fix_is_shown_by_the_records():
 
 
 def test_issue9_ninth_session_grid_and_first_inference_come_from_the_records():
-    section = DOC.split("### Ninth session")[1].split("### Eighth session")[0]
-    flat = " ".join(section.split())
+    section = _between("### Ninth session", "### Eighth session")
+    flat = _flat(section)
     tables = _tables()
     day = "2026-12-06"
     vit, rn = (f"bench_issue9_ninth_{v}_h100_{day}.json" for v in ("vit_l16", "rn101"))
@@ -352,19 +367,17 @@ def test_issue9_ninth_session_grid_and_first_inference_come_from_the_records():
         # the verdict the section draws: 1.25× met at no batch-1 size; RN101 above it at every batch-8 size
         assert all(x < 1.25 for x in b1)
         assert all(x >= 1.25 for x in b8) == (label == "RN101")
-    first = json.loads((MEASURED / first_name).read_text())
-    t = [first[m]["seconds_since_process_start"] for m in ("saved", "again")]
+    first, t = _first_inference(first_name)
     assert f"{t[0]['first_call_s'] - t[0]['open_s']:.2f} and {t[1]['first_call_s'] - t[1]['open_s']:.2f} s" in flat
     assert f"**{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start**" in flat
     assert all(x["first_call_s"] <= 10 for x in t)  # "met in both processes"
     assert first["saved"]["counters"]["inductor"]["async_compile_cache_miss"] == 189
-    eighth = json.loads((MEASURED / f"first_inference_eighth_h100_{day}.json").read_text())
+    eighth, _ = _first_inference(f"first_inference_eighth_h100_{day}.json")
     same = "checkpoint_sha256"
     assert first["build_sidecar"]["request"][same] == eighth["build_sidecar"]["request"][same]
     assert first["build_sidecar"]["request"]["options"]["fast"] and not first["build_sidecar"]["request"]["options"]["pdl"]
     profile = (MEASURED / f"first_inference_ninth_profile_h100_{day}.txt").read_text()
     assert "triton/runtime/build.py:74(compile_module_from_src)" in profile
-    verdict = DOC.split("which targets of issues 8 and 9 were met")[1].split("\n## ")[0]
-    assert f"{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start (H100, ninth session)" in verdict
+    assert f"{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start (H100, ninth session)" in VERDICT
     assert (f"Ninth session, H100, every size and batch: ViT-L/16 {_speedup(vit, fast, 384):.3f}× / "
-            f"{_speedup(vit, fast, 1024):.3f}×") in verdict
+            f"{_speedup(vit, fast, 1024):.3f}×") in VERDICT
