@@ -75,7 +75,7 @@ import torch
 
 from ..errors import LsegError
 from .base import Encoder, Option, check_precision
-from .common import check_tf32, encoder_module, resolve_model, tf32_description, tf32_scope
+from .common import encoder_module, resolve_model, tf32_description, tf32_scope
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 AUTOTUNE = ("off", "gemm", "gemm-full")
@@ -99,45 +99,76 @@ def pdl_supported() -> bool:
     return hasattr(torch._inductor.config.triton, "enable_pdl")
 
 
-def _as_bool(name: str, value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise LsegError(f"option {name}={value!r}: expected true or false")
+def _option(type_: type, help: str, *, default: Any = None, stock: Any = None, choices: tuple | None = None,
+            switch: bool = False) -> Any:
+    """One field of :class:`CompileOptions`: its :class:`Option` (what ``Encoder.open`` accepts), the stock
+    value an unset (None) field resolves to, and ``switch``: whether it changes the served module itself
+    (:func:`set_switches`), which then must be a private copy."""
+    return dataclasses.field(default=default, metadata={
+        "option": Option(type_, default, help, choices=choices), "stock": stock, "switch": switch})
 
 
-def _as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str | None:
+def _typed(name: str, option: Option, value: Any) -> Any:
+    """``value`` as given through the API (already typed; None: the option's default), else LsegError."""
     if value is None:
-        return None
-    if not isinstance(value, str) or value not in choices:
-        raise LsegError(f"option {name}={value!r}: expected one of {', '.join(choices)}")
+        return option.default
+    choices = option.allowed()
+    if not isinstance(value, option.type) or (choices is not None and value not in choices):
+        raise LsegError(f"option {name}={value!r}: expected {option.expected()}")
     return value
 
 
 @dataclasses.dataclass(frozen=True)
 class CompileOptions:
-    """The compile backend's options, validated; :meth:`resolved` fills in the stock defaults."""
+    """The compile backend's options, one field each (type, help, stock value); :meth:`parse` validates,
+    :meth:`resolved` fills in the stock values. Adding an option is one field here plus its effect."""
 
-    cuda_graph: bool = False
-    mode: str | None = None
-    dynamic: bool = False
-    tf32: bool | None = None
-    freezing: bool | None = None
-    autotune: str | None = None
-    coordinate_descent: bool | None = None
-    channels_last: bool | None = None
-    sdpa: str | None = None
-    overlap: bool | None = None
-    patch_gemm: bool | None = None
-    gelu_epilogue: bool | None = None
-    fold: bool | None = None
-    cls_key_apart: bool | None = None
-    upsample_norm: bool | None = None
-    pdl: bool | None = None
-    fast: bool = False
+    cuda_graph: bool = _option(bool, "capture each shape in a CUDA graph (mode reduce-overhead unless given)",
+                               default=False)
+    mode: str | None = _option(str, "torch.compile mode (default: 'default', or 'reduce-overhead' with "
+                               "cuda_graph)", choices=MODES)
+    dynamic: bool = _option(bool, "one compile for symbolic batch/H/W instead of one per shape", default=False)
+    tf32: bool | None = _option(bool, "TF32 in fp32 matmuls and cuDNN convolutions (unset: PyTorch's global flags)")
+    freezing: bool | None = _option(bool, "Inductor freezing: weights as constants (measured slower on an H200)",
+                                    stock=False)
+    autotune: str | None = _option(str, "GEMM autotuning: off, gemm (6 Triton tiles + cuBLAS) or gemm-full",
+                                   stock="off", choices=AUTOTUNE)
+    coordinate_descent: bool | None = _option(bool, "Inductor coordinate-descent tuning of Triton kernels",
+                                              stock=False)
+    channels_last: bool | None = _option(bool, "force Inductor's layout optimization (channels-last convolutions)",
+                                         stock=False)
+    sdpa: str | None = _option(str, "attention kernel family (auto: PyTorch's choice)", stock="auto", choices=SDPA)
+    overlap: bool | None = _option(bool, "decoder side branches on a second stream beside the backbone, in one "
+                                   "CUDA graph of our own (needs cuda_graph on a GPU)", stock=False)
+    patch_gemm: bool | None = _option(bool, "ViT patch embedding as one GEMM instead of a 16x16 convolution",
+                                      stock=False, switch=True)
+    gelu_epilogue: bool | None = _option(bool, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate "
+                                         "GELU)", stock=False, switch=True)
+    fold: bool | None = _option(bool, "decoder 1x1 convolutions re-associated (exact): out_convs before the "
+                                "upsampling, refinenet1's out_conv merged into head1", stock=False, switch=True)
+    cls_key_apart: bool | None = _option(bool, "ViT attention over the patch keys, the class token's key merged "
+                                         "in by its log-sum-exp (exact)", stock=False, switch=True)
+    upsample_norm: bool | None = _option(bool, "with fold: refinenet1's merged head before its upsampling; the "
+                                         "upsampling, bias and L2 norm in one Triton kernel", stock=False,
+                                         switch=True)
+    pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
+                               "saved build's first call then builds kernel launchers: seconds slower)", stock=False)
+    fast: bool = _option(bool, "the options measured faster on an H200: " + ", ".join(FAST) + " (each unless set)",
+                         default=False)
+
+    @classmethod
+    def table(cls) -> dict[str, Option]:
+        """name → :class:`Option`, as the backend declares them to :meth:`Encoder.open`."""
+        return {f.name: f.metadata["option"] for f in dataclasses.fields(cls)}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def switches(cls) -> tuple[str, ...]:
+        """The options that change the served module itself (:func:`set_switches`)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["switch"])
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> "CompileOptions":
@@ -146,26 +177,7 @@ class CompileOptions:
         if unknown:
             raise LsegError(f"unknown option(s) for the compile backend: {', '.join(unknown)}; "
                             f"valid: {', '.join(cls.names())}")
-        o = dict(options)
-        parsed = cls(
-            cuda_graph=bool(_as_bool("cuda_graph", o.get("cuda_graph", False))),
-            mode=_as_choice("mode", o.get("mode"), MODES),
-            dynamic=bool(_as_bool("dynamic", o.get("dynamic", False))),
-            tf32=check_tf32(o.get("tf32")),
-            freezing=_as_bool("freezing", o.get("freezing")),
-            autotune=_as_choice("autotune", o.get("autotune"), AUTOTUNE),
-            coordinate_descent=_as_bool("coordinate_descent", o.get("coordinate_descent")),
-            channels_last=_as_bool("channels_last", o.get("channels_last")),
-            sdpa=_as_choice("sdpa", o.get("sdpa"), SDPA),
-            overlap=_as_bool("overlap", o.get("overlap")),
-            patch_gemm=_as_bool("patch_gemm", o.get("patch_gemm")),
-            gelu_epilogue=_as_bool("gelu_epilogue", o.get("gelu_epilogue")),
-            fold=_as_bool("fold", o.get("fold")),
-            cls_key_apart=_as_bool("cls_key_apart", o.get("cls_key_apart")),
-            upsample_norm=_as_bool("upsample_norm", o.get("upsample_norm")),
-            pdl=_as_bool("pdl", o.get("pdl")),
-            fast=bool(_as_bool("fast", o.get("fast", False))),
-        )
+        parsed = cls(**{name: _typed(name, option, options.get(name)) for name, option in cls.table().items()})
         if parsed.fast:  # the bundle fills what the caller left unset, where it can apply
             fill = dict(FAST)
             if parsed.fold is False:  # upsample_norm moves fold's merged head
@@ -183,12 +195,10 @@ class CompileOptions:
         return parsed.resolved()
 
     def resolved(self) -> "CompileOptions":
-        """Fields the caller left unset take the stock default."""
-        stock = {"freezing": False, "autotune": "off", "coordinate_descent": False, "channels_last": False,
-                 "sdpa": "auto", "overlap": False, "patch_gemm": False, "gelu_epilogue": False, "fold": False,
-                 "cls_key_apart": False, "upsample_norm": False, "pdl": False}
-        values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in stock.items()}
-        return dataclasses.replace(self, **values)
+        """Fields the caller left unset take the stock value."""
+        stock = {f.name: f.metadata["stock"] for f in dataclasses.fields(self)
+                 if f.metadata["stock"] is not None and getattr(self, f.name) is None}
+        return dataclasses.replace(self, **stock)
 
     @property
     def effective_mode(self) -> str:
@@ -251,10 +261,6 @@ def sdpa_scope(choice: str):
     return sdpa_kernel([backend])
 
 
-# the options that change the served module itself (set_switches), so it must be a private copy
-MODEL_SWITCHES = ("patch_gemm", "gelu_epilogue", "fold", "cls_key_apart", "upsample_norm")
-
-
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
@@ -275,7 +281,7 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
     """The CastEncoder the backend compiles: :func:`encoder_module`, a private copy with the switches set
     when ``options`` turn any on (the caller's model is never changed)."""
-    private = any(getattr(options, name) for name in MODEL_SWITCHES)
+    private = any(getattr(options, name) for name in CompileOptions.switches())
     return set_switches(encoder_module(model, precision, device, private=private), options)
 
 
@@ -316,34 +322,7 @@ def call_scope(options: CompileOptions):
 
 class CompiledEncoder(Encoder):
     name = "compile"
-    options = {
-        **Encoder.options,
-        "cuda_graph": Option(bool, False, "capture each shape in a CUDA graph (mode reduce-overhead unless given)"),
-        "mode": Option(str, None, "torch.compile mode (default: 'default', or 'reduce-overhead' with cuda_graph)",
-                       choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
-        "dynamic": Option(bool, False, "one compile for symbolic batch/H/W instead of one per shape"),
-        "tf32": Option(bool, None, "TF32 in fp32 matmuls and cuDNN convolutions (unset: PyTorch's global flags)"),
-        "freezing": Option(bool, None, "Inductor freezing: weights as constants (measured slower on an H200)"),
-        "autotune": Option(str, None, "GEMM autotuning: off, gemm (6 Triton tiles + cuBLAS) or gemm-full",
-                           choices=AUTOTUNE),
-        "coordinate_descent": Option(bool, None, "Inductor coordinate-descent tuning of Triton kernels"),
-        "channels_last": Option(bool, None, "force Inductor's layout optimization (channels-last convolutions)"),
-        "sdpa": Option(str, None, "attention kernel family (auto: PyTorch's choice)", choices=SDPA),
-        "overlap": Option(bool, None, "decoder side branches on a second stream beside the backbone, "
-                          "in one CUDA graph of our own (needs cuda_graph on a GPU)"),
-        "patch_gemm": Option(bool, None, "ViT patch embedding as one GEMM instead of a 16x16 convolution"),
-        "gelu_epilogue": Option(bool, None, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate GELU)"),
-        "fold": Option(bool, None, "decoder 1x1 convolutions re-associated (exact): out_convs before the "
-                       "upsampling, refinenet1's out_conv merged into head1"),
-        "cls_key_apart": Option(bool, None, "ViT attention over the patch keys, the class token's key merged "
-                                "in by its log-sum-exp (exact)"),
-        "upsample_norm": Option(bool, None, "with fold: refinenet1's merged head before its upsampling; the "
-                                "upsampling, bias and L2 norm in one Triton kernel"),
-        "pdl": Option(bool, None, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; "
-                      "a saved build's first call then builds kernel launchers: seconds slower)"),
-        "fast": Option(bool, False, "the options measured faster on an H200: overlap, patch_gemm, "
-                       "gelu_epilogue, channels_last, fold, cls_key_apart, upsample_norm (each unless set)"),
-    }
+    options = {**Encoder.options, **CompileOptions.table()}
 
     def __init__(self, model, device, precision: str, options: CompileOptions | None = None,
                  engine: Path | None = None):
@@ -363,15 +342,8 @@ class CompiledEncoder(Encoder):
                                      self.device)
 
     @classmethod
-    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None,
-               cuda_graph=False, mode=None, dynamic=False, tf32=None, freezing=None, autotune=None,
-               coordinate_descent=None, channels_last=None, sdpa=None, overlap=None, patch_gemm=None,
-               gelu_epilogue=None, fold=None, cls_key_apart=None, upsample_norm=None, pdl=None, fast=False):
-        opts = CompileOptions.parse(dict(
-            cuda_graph=cuda_graph, mode=mode, dynamic=dynamic, tf32=tf32, freezing=freezing, autotune=autotune,
-            coordinate_descent=coordinate_descent, channels_last=channels_last, sdpa=sdpa, overlap=overlap,
-            patch_gemm=patch_gemm, gelu_epilogue=gelu_epilogue, fold=fold, cls_key_apart=cls_key_apart,
-            upsample_norm=upsample_norm, pdl=pdl, fast=fast))
+    def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
+        opts = CompileOptions.parse(options)
         model = resolve_model(checkpoint, device, variant)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)
