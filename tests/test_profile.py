@@ -135,3 +135,34 @@ def test_profile_of_the_fast_compile_path_runs_its_stages_alone_with_the_switche
     assert sum(r["kernel_ms"] for r in rows) == pytest.approx(total["kernel_ms"], rel=1e-9)
     assert res["whole"]["latency_ms_p50"] > 0 and res["unattributed"] == {"whole": 0, "stages": 0}
     assert any(n.startswith("overlap: stage by stage") for n in res["notes"])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stage_runner_hands_channels_last_maps_between_stages_when_asked(tiny_rn, channels_last):
+    """With ``channels_last`` every stage after the image's takes its 4-D maps channels-last (compiled
+    alone, a stage would otherwise convert NCHW inputs and convert back); the values are the same."""
+    import torch
+
+    from lsegrt.profile import ChannelsLastMaps, _stage_runner
+
+    cand = parse_candidate(f"compile:fp32:channels_last={str(channels_last).lower()}")
+    stages, runners, _, _ = _stage_runner(tiny_rn, cand, torch.device("cpu"), 2)
+    inner = [r._orig_mod for r in runners]  # torch.compile's wrapper: nothing compiles before a call
+    assert not isinstance(inner[0], ChannelsLastMaps) and stages[-1].kind == "norm"
+    assert not isinstance(inner[-1], ChannelsLastMaps)  # the head's output as it comes
+    assert all(isinstance(m, ChannelsLastMaps) for m in inner[1:-1]) == channels_last
+    seen = []
+    hooks = [s.module.register_forward_pre_hook(lambda _, args: seen.append(
+        [a.is_contiguous(memory_format=torch.channels_last) for a in args if a.dim() == 4])) for s in stages]
+    image = torch.rand(1, 3, 64, 96)
+    state = plain = (image,)
+    with torch.inference_mode():
+        for m in inner:
+            state = m(*state)
+        for h in hooks:
+            h.remove()
+        for s in stages:
+            plain = s.module(*plain)
+    assert len(seen) == len(stages) and all(seen[1:-1])
+    assert all(flags == [channels_last] * len(flags) for flags in seen[1:-1])
+    torch.testing.assert_close(state[0], plain[0])

@@ -11,7 +11,8 @@ shape, :func:`profile_candidate` measures
   block groups, reassemble, decoder projections, refinenets, head, L2 norm — each run on the real
   output of the previous one, eagerly (``torch``) or compiled on its own with the candidate's options
   (``compile``; so a compiled stage-wise run cannot fuse across stage boundaries and its total is
-  reported beside, not instead of, the whole-model numbers). Per stage: wall time (CUDA events around
+  reported beside, not instead of, the whole-model numbers; with ``channels_last`` the maps pass from
+  stage to stage channels-last, :class:`ChannelsLastMaps`). Per stage: wall time (CUDA events around
   each stage in the chained run, mean), kernel time, share, launches, gaps, counted FLOPs
   (:func:`lsegrt.flops.flops_by_stage`: the checkpoint's graph, also for a candidate whose options do
   less arithmetic for the same result, e.g. ``fold``) and TFLOP/s over kernel time. The stage rows sum to the
@@ -229,6 +230,25 @@ def check_candidate(cand: Candidate) -> None:
     check_tf32(cand.options.get("tf32"))
 
 
+class ChannelsLastMaps(torch.nn.Module):
+    """A stage that takes its 4-D maps channels-last (a no-op on maps that already are).
+
+    Under ``channels_last`` Inductor computes the convolutions channels-last but returns a compiled
+    graph's outputs in the layout eager PyTorch would, NCHW for NCHW inputs: compiled alone, each stage
+    would convert its inputs and convert back on the way out, copies the whole model does not make. Made
+    channels-last here, the maps stay so from stage to stage (as between ``overlap``'s pieces,
+    :mod:`lsegrt.model.branches`).
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *state):
+        return self.module(*(s.contiguous(memory_format=torch.channels_last)
+                             if isinstance(s, torch.Tensor) and s.dim() == 4 else s for s in state))
+
+
 def _stage_runner(model, cand: Candidate, device: torch.device, groups: int):
     """(stages, callables, call scope, CUDA graphs?) for the candidate's stage-wise run."""
     from .backends.common import check_tf32, encoder_module, tf32_scope
@@ -241,7 +261,11 @@ def _stage_runner(model, cand: Candidate, device: torch.device, groups: int):
         # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot
         opts = dataclasses.replace(opts, overlap=False)
         stages = encoder_stages(served_module(model, cand.precision, device, opts), groups)
-        return stages, [compile_module(s.module, opts) for s in stages], lambda: call_scope(opts), opts.cuda_graph
+        # every stage between the image's and the norm's, which takes the head's output as it comes (with
+        # upsample_norm, NCHW by design: a conversion there would be a copy the whole model never makes)
+        modules = [ChannelsLastMaps(s.module) if opts.channels_last and 0 < i and s.kind != "norm" else s.module
+                   for i, s in enumerate(stages)]
+        return stages, [compile_module(m, opts) for m in modules], lambda: call_scope(opts), opts.cuda_graph
     stages = encoder_stages(encoder_module(model, cand.precision, device), groups)
     tf32 = check_tf32(cand.options.get("tf32"))
     return stages, [s.module for s in stages], lambda: tf32_scope(tf32), False
