@@ -381,3 +381,95 @@ def test_issue9_ninth_session_grid_and_first_inference_come_from_the_records():
     assert f"{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start (H100, ninth session)" in VERDICT
     assert (f"Ninth session, H100, every size and batch: ViT-L/16 {_speedup(vit, fast, 384):.3f}× / "
             f"{_speedup(vit, fast, 1024):.3f}×") in VERDICT
+
+
+def _weight_conversions(tarball: Path) -> dict[str, int]:
+    """Per graph of an Inductor code dump (tools/issue9_gpu.sh code:V:S): how many kernels its call runs on a
+    graph input alone into a fresh buffer, ``kernel.run(argN_1, bufM, …)`` (a weight copied to another layout)."""
+    import re
+    import tarfile
+
+    counts = {}
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith("output_code.py"):
+                code = tar.extractfile(member).read().decode()
+                call = code[code.index("def call(self"):]
+                counts[member.name.split("/")[-2]] = len(re.findall(r"\.run\(arg\d+_1, buf\d+, \d+, \d+, stream", call))
+    return counts
+
+
+def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_records():
+    section = _between("### Tenth session", "### Ninth session")
+    flat = _flat(section)
+    tables = _tables()
+    day = "2026-12-06"
+    bench = {k: f"bench_tenth_{k}_h100_{day}.json" for k in ("layout_vit_l16", "layout_rn101", "packed_vit_l16",
+                                                             "priority_vit_l16")}
+    for name in bench.values():
+        assert tables.bench_table(MEASURED / name) in section
+    for k in ("vit_l16", "layout_vit_l16", "layout_rn101"):
+        assert tables.compare_table(MEASURED / f"compare_tenth_{k}_h100_{day}.json") in section
+    for k in ("vit_l16_1024", "rn101_1024"):
+        assert tables.profile_tables(MEASURED / f"profile_tenth_{k}_h100_{day}.json") in section
+    first_name = f"first_inference_tenth_h100_{day}.json"
+    assert tables.first_inference_table(MEASURED / first_name) in section
+
+    # the 21 weight copies, 10 of them on the critical path (tap 4's branch and the chain after the join)
+    counts = _weight_conversions(MEASURED / f"code_tenth_vit_l16_384_h100_{day}.tar.gz")
+    assert len(counts) == 8 and sum(counts.values()) == 21 and sorted(counts.values()) == [0, 0, 0, 2, 3, 4, 4, 8]
+    assert "21 of the kernels" in flat and "tap 4's and the chain's 10 are on the critical path" in flat
+
+    def p50(name, candidate, size):
+        (r,) = [r for r in json.loads((MEASURED / name).read_text())["records"]
+                if r["candidate"] == candidate and str(r["size"]) == str(size)]
+        return f"{r['gpu_ms_p50']:.2f}"
+
+    fast, wcl = "compile:fp16:fast=true", "compile:fp16:fast=true,weights_channels_last=true"
+    both = "compile:fp16:fast=true,readout_split=true,weights_channels_last=true"
+    vit, rn = bench["layout_vit_l16"], bench["layout_rn101"]
+    for size, word in ((384, "384²"), (1024, "1024²")):
+        ms = " → ".join(p50(vit, c, size) for c in (fast, wcl, both))
+        x = " → ".join(f"{_speedup(vit, c, size):.3f}×" for c in (fast, wcl, both))
+        assert ms.replace(" → " + p50(vit, both, size), "") in flat and x.split(" → ")[0] in flat, (size, ms)
+        assert f"{_speedup(rn, fast, size):.3f}× → **{_speedup(rn, wcl, size):.3f}×**" in flat
+        assert f"{p50(rn, fast, size)} → **{p50(rn, wcl, size)} ms at {word}**" in flat
+    assert f"**2.02 ms at 384²**, i.e. {_speedup(vit, fast, 384):.3f}× → {_speedup(vit, wcl, 384):.3f}× → " \
+           f"**{_speedup(vit, both, 384):.3f}×**" in flat
+    assert _speedup(vit, both, 384) < 1.25 <= min(_speedup(rn, wcl, 384), _speedup(rn, wcl, 1024))
+    verdict = _flat(VERDICT)
+    assert (f"ViT-L/16 {_speedup(vit, both, 384):.3f}× / {_speedup(vit, both, 1024):.3f}× ({p50(vit, both, 384)} / "
+            f"{p50(vit, both, 1024)} ms") in verdict
+    assert f"RN101 {_speedup(rn, wcl, 384):.3f}× / {_speedup(rn, wcl, 1024):.3f}×. `fast=true`" in verdict
+    # the null results: the option's p50 beside `fast`'s, same call
+    packed, prio = bench["packed_vit_l16"], bench["priority_vit_l16"]
+    opt = "compile:fp16:fast=true,packed_attention=true"
+    assert (f"{p50(packed, opt, 384)} against {p50(packed, fast, 384)} ms at 384², "
+            f"{p50(packed, opt, '480x640')} against {p50(packed, fast, '480x640')} ms at 480×640") in flat
+    opt = "compile:fp16:fast=true,stream_priority=true"
+    assert (f"{p50(prio, opt, 384)} against {p50(prio, fast, 384)} ms at 384², {p50(prio, opt, '480x640')} against "
+            f"{p50(prio, fast, '480x640')} at 480×640, {p50(prio, opt, 1024)} against {p50(prio, fast, 1024)} at 1024²") in flat
+
+    def overall(k, candidate):
+        (pair,) = [p for p in json.loads((MEASURED / f"compare_tenth_{k}_h100_{day}.json").read_text())["pairs"]
+                   if p["candidate"] == candidate]
+        return pair["aggregate"]
+
+    for k, label, candidate in (("layout_vit_l16", "ViT-L/16", both), ("layout_rn101", "RN101", wcl)):
+        new, stock = overall(k, candidate), overall(k, "compile:fp16")
+        assert (f"{label} {'mean cosine ' if label == 'ViT-L/16' else ''}{new['mean_cosine']:.7f}, "
+                f"{'label agreement ' if label == 'ViT-L/16' else ''}{new['agreement']:.3f} % (stock compile "
+                f"{stock['agreement']:.3f} %)") in flat
+        assert new["mean_cosine"] >= 0.9995 and new["agreement"] >= 99.5  # the issue's gate: "Both pass"
+
+    first, t = _first_inference(first_name)
+    assert (f"{t[0]['first_call_s'] - t[0]['open_s']:.2f} and {t[1]['first_call_s'] - t[1]['open_s']:.2f} s from "
+            f"opening the build, **{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start**") in flat
+    assert sum(x["first_call_s"] <= 10 for x in t) == 1  # "1 of 2 processes" in the targets table
+    options = first["build_sidecar"]["request"]["options"]
+    assert options["weights_channels_last"] and options["readout_split"] and options["fast"]
+    ninth, _ = _first_inference(f"first_inference_ninth_h100_{day}.json")
+    same = "checkpoint_sha256"
+    assert first["build_sidecar"]["request"][same] == ninth["build_sidecar"]["request"][same]
+    misses = [r["saved"]["counters"]["inductor"]["async_compile_cache_miss"] for r in (first, ninth)]
+    assert f"{misses[0]} kernels are loaded from the build where the ninth session's `fast` had {misses[1]}" in flat

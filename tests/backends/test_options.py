@@ -66,7 +66,8 @@ def test_values_from_the_command_line_are_typed():
     got = CompiledEncoder.check_options({"dynamic": "true", "tf32": "off", "mode": "max-autotune"})
     assert got == {"variant": None, "cuda_graph": False, "mode": "max-autotune", "dynamic": True, "tf32": False,
                    "freezing": None, "autotune": None, "coordinate_descent": None, "channels_last": None,
-                   "sdpa": None, "overlap": None, "patch_gemm": None, "gelu_epilogue": None, "fold": None,
+                   "sdpa": None, "overlap": None, "weights_channels_last": None, "readout_split": None,
+                   "patch_gemm": None, "gelu_epilogue": None, "fold": None,
                    "cls_key_apart": None, "upsample_norm": None, "pdl": None, "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
@@ -119,7 +120,8 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
                                         "channels_last, cls_key_apart, coordinate_descent, cuda_graph, dynamic, fast, fold, "
-                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, sdpa, tf32, upsample_norm, variant"):
+                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, readout_split, sdpa, tf32, "
+                                        "upsample_norm, variant, weights_channels_last"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])
     with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
         options_for("torch", {"dynamic": True}, ["torch"])

@@ -12,9 +12,10 @@ Beyond stock torch.compile (typed options, :class:`CompileOptions`), measured on
 stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
-  ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``; each only where the
-  caller left it unset): ViT-L/16 1.19× at 384², 1.13× at 1024²; RN101 1.14× at 384², 1.23× at 1024²
-  (batch 1), same fidelity. It is not the default: stock stays the reference.
+  ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
+  ``weights_channels_last``, ``readout_split``; each only where the caller left it unset). On an H100
+  (tenth session, batch 1): ViT-L/16 1.24× at 384², 1.18× at 1024²; RN101 1.28× at 384², 1.34× at 1024²;
+  same fidelity. It is not the default: stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
@@ -31,6 +32,12 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``upsample_norm`` (needs ``fold``): the merged head before refinenet1's ×2 upsampling, and the upsampling,
   the head's bias and the L2 norm in one Triton kernel (:mod:`lsegrt.model.upsample_norm`): 0.271 against
   0.457 ms for Inductor's version at 1024²; with ``fast``: 11.00 → 10.83 ms at 1024², 1.97 → 1.95 ms at 384².
+- ``weights_channels_last`` (needs ``channels_last``): the convolution weights stored channels-last in the
+  served copy. Otherwise Inductor converts each NCHW weight parameter with a kernel of its own on every
+  call (ViT-L/16 at 384²: 21 such kernels, 8 of them after the join). With ``fast`` on an H100: ViT-L/16
+  2.11 → 2.04 ms at 384²; RN101 1.32 → 1.21 ms at 384², 3.35 → 3.21 ms at 1024².
+- ``readout_split``: the ViT readout W·[patch ‖ class] + b as W_patch·patch + (W_class·class + b): no
+  concatenated copy, half the GEMM's depth (exact up to rounding; with the above, 2.04 → 2.02 ms at 384²).
 - ``pdl``: Inductor's Triton kernels with programmatic dependent launch (Hopper and later): with ``fast``
   1.97 → 1.90 ms at 384², nothing at 1024². Not in ``fast``: Inductor then launches through Triton's own
   launchers, which a new process builds with a C compiler, so a saved build's first inference took 13.1 s
@@ -88,7 +95,7 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
-        "cls_key_apart": True, "upsample_norm": True}
+        "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True}
 # Not `pdl`: 0.03-0.07 ms faster at 384² on an H200, but Inductor then launches its Triton kernels through
 # Triton's own launchers, which a new process builds with a C compiler: a saved build's first inference
 # took 13.1 s from opening it instead of ≤ 10 (docs/BENCHMARKS.md, sixth session).
@@ -140,6 +147,12 @@ class CompileOptions:
     sdpa: str | None = _option(str, "attention kernel family (auto: PyTorch's choice)", stock="auto", choices=SDPA)
     overlap: bool | None = _option(bool, "decoder side branches on a second stream beside the backbone, in one "
                                    "CUDA graph of our own (needs cuda_graph on a GPU)", stock=False)
+    weights_channels_last: bool | None = _option(bool, "with channels_last: the convolution weights stored "
+                                                 "channels-last once, not converted by Inductor on every call",
+                                                 stock=False, switch=True)
+    readout_split: bool | None = _option(bool, "ViT readout as the patch tokens' GEMM plus the class token's "
+                                         "half as a bias (exact): no concatenation, half the GEMM's depth",
+                                         stock=False, switch=True)
     patch_gemm: bool | None = _option(bool, "ViT patch embedding as one GEMM instead of a 16x16 convolution",
                                       stock=False, switch=True)
     gelu_epilogue: bool | None = _option(bool, "ViT fc1 bias + GELU in the GEMM's epilogue (tanh-approximate "
@@ -182,12 +195,17 @@ class CompileOptions:
             fill = dict(FAST)
             if parsed.fold is False:  # upsample_norm moves fold's merged head
                 fill["upsample_norm"] = False
+            if parsed.channels_last is False:  # weights laid out as the maps are
+                fill["weights_channels_last"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:
             if parsed.dynamic:
                 raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
             if parsed.mode is not None:
                 raise LsegError("option overlap=true compiles its pieces itself: leave mode unset")
+        if parsed.weights_channels_last and not parsed.channels_last:
+            raise LsegError("option weights_channels_last=true stores weights as channels_last lays out the "
+                            "maps: it needs channels_last=true")
         if parsed.upsample_norm and not parsed.fold:
             raise LsegError("option upsample_norm=true moves fold's merged head: it needs fold=true")
         if parsed.pdl and not pdl_supported():
@@ -264,7 +282,7 @@ def sdpa_scope(choice: str):
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
-    from ..model.vit import Attention, Mlp, PatchEmbed
+    from ..model.vit import Attention, Mlp, PatchEmbed, ProjectReadout
 
     if options.fold:
         fold_linear_maps(module, upsample_norm=options.upsample_norm)
@@ -275,7 +293,28 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
             m.gelu_epilogue = True
         if isinstance(m, Attention) and options.cls_key_apart:
             m.cls_key_apart = True
+        if isinstance(m, ProjectReadout) and options.readout_split:
+            m.split = True
+    if options.weights_channels_last:
+        weights_channels_last(module)
     return module
+
+
+def weights_channels_last(module: torch.nn.Module) -> None:
+    """Store ``module``'s convolution weights channels-last, except the ViT patch embedding's (its GEMM
+    form flattens the weight, which would then copy it on every call).
+
+    Under Inductor's layout optimization every convolution runs channels-last; weights that are NCHW
+    parameters are converted by a kernel of their own on every call (ViT-L/16 ``fast`` at 384²: 21 such
+    kernels, 8 of them in the fusion chain after the join; Inductor's generated code is in
+    docs/measurements). Stored channels-last, the graph takes them as they are.
+    """
+    from ..model.vit import PatchEmbed
+
+    skip = {id(p) for m in module.modules() if isinstance(m, PatchEmbed) for p in m.parameters()}
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and id(m.weight) not in skip:
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
 
 
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:

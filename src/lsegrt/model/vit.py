@@ -126,7 +126,15 @@ class ViTTrunk(nn.Module):
 
 
 class ProjectReadout(nn.Module):
-    """`act_postprocessK.0`: [patch token ‖ class token] → Linear(2D→D) → exact GELU."""
+    """`act_postprocessK.0`: [patch token ‖ class token] → Linear(2D→D) → exact GELU.
+
+    ``split`` (a switch a backend sets on its own copy, off by default): the same map without the
+    concatenation, W·[p ‖ c] + b = W_p·p + (W_c·c + b), the class token's half computed once per image
+    and added as a bias: the GEMM over the patches has half the depth and the concatenated copy is gone
+    (exact up to rounding).
+    """
+
+    split = False
 
     def __init__(self, dim: int):
         super().__init__()
@@ -134,6 +142,10 @@ class ProjectReadout(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         patches = tokens[:, 1:]
+        if self.split:
+            linear, d = self.project[0], tokens.shape[-1]
+            cls_bias = F.linear(tokens[:, :1], linear.weight[:, d:], linear.bias)  # (B, 1, D)
+            return self.project[1](F.linear(patches, linear.weight[:, :d]) + cls_bias)
         cls = tokens[:, :1].expand_as(patches)
         return self.project(torch.cat([patches, cls], dim=-1))
 
