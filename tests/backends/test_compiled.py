@@ -192,6 +192,7 @@ def test_saved_build_refuses_other_torch_and_replaced_bytes(saved_build, tmp_pat
         lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
     shutil.copy(Path(str(out) + ".json"), Path(str(other) + ".json"))
     other.write_bytes(out.read_bytes()[:-1] + b"\0")
+    assert saved_build_intact(out) and not saved_build_intact(other)  # `lsegrt build` then rebuilds it
     with pytest.raises(LsegError, match="is not the file its sidecar"):
         lsegrt.Encoder.open("compile", checkpoint=model, engine=other)
     shutil.copy(out, other)

@@ -444,7 +444,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
     (:func:`loaded_cpp_kernels`). Staged and published atomically; the sidecar last.
     """
     from ..fileio import check_output_path
-    from ..sidecar import publish, sha256_file, staging
+    from ..sidecar import publish, staging
 
     device = torch.device(device)
     opts = CompileOptions.parse(options or {})
@@ -483,9 +483,9 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
             write_cpp_kernels(zipped, kernels)
         info = {"shapes": [s["shape"] for s in per_shape], "compile": per_shape,
                 "build_seconds": round(time.perf_counter() - start, 2), "artifact_bytes": staged.stat().st_size,
-                "artifact_sha256": sha256_file(staged), "artifacts": _artifact_counts(cache_info),
-                "cpp_kernels": len(kernels), "cuda": torch.version.cuda}
-        publish(path, staged, request, info, data_files=data_files, engine_sha256=info["artifact_sha256"])
+                "artifacts": _artifact_counts(cache_info), "cpp_kernels": len(kernels), "cuda": torch.version.cuda}
+        # the sidecar's contents record the file's size and sha256: nothing else needs to repeat them
+        publish(path, staged, request, info, data_files=data_files)
     return info
 
 
@@ -587,20 +587,15 @@ def _artifact_counts(cache_info) -> dict[str, int]:
 
 
 def saved_build_intact(path: str | Path) -> bool:
-    """True when ``path``'s bytes are the ones its sidecar records (False: replaced, damaged, or no sidecar)."""
+    """True when ``path``'s bytes (and its data files') are the ones its sidecar records (False: replaced,
+    damaged, or no sidecar)."""
     from ..sidecar import read_sidecar
 
     try:
-        return _recorded_build(read_sidecar(path)) is not None
+        read_sidecar(path)  # verifies the recorded contents
     except (LsegError, OSError):
         return False
-
-
-def _recorded_build(sidecar: dict[str, Any]) -> str | None:
-    """The build's sha256 when its info and its verified contents agree (read_sidecar has checked the
-    file's bytes against the contents, so the file is not read twice), else None."""
-    recorded = sidecar.get("info", {}).get("artifact_sha256")
-    return recorded if recorded == sidecar.get("contents", {}).get("engine", {}).get("sha256") else None
+    return True
 
 
 def load_saved_build(engine, model, precision: str, device, options: CompileOptions) -> dict[str, Any]:
@@ -610,11 +605,6 @@ def load_saved_build(engine, model, precision: str, device, options: CompileOpti
 
     request = build_request(model, precision, torch.device(device), options)
     sidecar = check_sidecar(engine, request)  # also the file's (and each data file's) bytes
-    if _recorded_build(sidecar) is None:
-        actual = sidecar.get("contents", {}).get("engine", {}).get("sha256")
-        recorded = sidecar.get("info", {}).get("artifact_sha256")
-        raise LsegError(f"saved build {Path(engine).name} does not match its sidecar (sha256 {str(actual)[:12]}…, "
-                        f"sidecar records {str(recorded)[:12]}…): the file was replaced or damaged; rebuild it")
     for name in sidecar.get("contents", {}).get("data_files", {}):  # each verified with the sidecar
         if name.endswith(CPP_KERNELS):
             restore_cpp_kernels(Path(engine).with_name(name))
