@@ -35,6 +35,17 @@ def _flat(text: str) -> str:
 VERDICT = _between("which targets of issues 8 and 9 were met", "\n## ")
 
 
+def _assert_rendered(section: str, **records: list[str]) -> None:
+    """Each record's tables (``bench``, ``compare``, ``profile``, ``first``, ``layout``), rendered by
+    tools/bench_tables.py, appear verbatim in ``section``."""
+    tables = _tables()
+    render = {"bench": tables.bench_table, "compare": tables.compare_table, "profile": tables.profile_tables,
+              "first": tables.first_inference_table, "layout": tables.layout_table}
+    for kind, names in records.items():
+        for name in names:
+            assert render[kind](MEASURED / name) in section, f"{name}: re-render its tables"
+
+
 def _first_inference(name: str) -> tuple[dict, list[dict]]:
     """A first-inference record and the seconds since process start of its two runs outside cProfile."""
     first = json.loads((MEASURED / name).read_text())
@@ -242,15 +253,12 @@ def test_issue9_sixth_session_tables_and_claims_come_from_the_records():
 
 def test_issue9_seventh_session_tables_and_claims_come_from_the_records():
     section = _between("### Seventh session", "### Sixth session")
-    tables = _tables()
     day = "2026-12-03"
     names = {n: f"bench_issue9_{n}_h200_{day}.json" for n in ("seventh1_rn101", "seventh2_rn101", "seventh4_rn101",
                                                                "seventh_vit_l16")}
-    for name in names.values():
-        assert tables.bench_table(MEASURED / name) in section
-    assert tables.compare_table(MEASURED / f"compare_issue9_seventh_rn101_h200_{day}.json") in section
-    assert tables.first_inference_table(MEASURED / f"first_inference_seventh_h200_{day}.json") in section
-    assert tables.layout_table(MEASURED / f"issue9_layout_rn101_h200_{day}.json") in section
+    _assert_rendered(section, bench=list(names.values()), compare=[f"compare_issue9_seventh_rn101_h200_{day}.json"],
+                     first=[f"first_inference_seventh_h200_{day}.json"],
+                     layout=[f"issue9_layout_rn101_h200_{day}.json"])
     flat = _flat(section)
     fast = "compile:fp16:fast=true"
     before = [_speedup(names["seventh1_rn101"], fast, s) for s in (384, 1024)]
@@ -402,18 +410,13 @@ def _weight_conversions(tarball: Path) -> dict[str, int]:
 def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_records():
     section = _between("### Tenth session", "### Ninth session")
     flat = _flat(section)
-    tables = _tables()
     day = "2026-12-06"
     bench = {k: f"bench_tenth_{k}_h100_{day}.json" for k in ("layout_vit_l16", "layout_rn101", "packed_vit_l16",
                                                              "priority_vit_l16")}
-    for name in bench.values():
-        assert tables.bench_table(MEASURED / name) in section
-    for k in ("vit_l16", "layout_vit_l16", "layout_rn101"):
-        assert tables.compare_table(MEASURED / f"compare_tenth_{k}_h100_{day}.json") in section
-    for k in ("vit_l16_1024", "rn101_1024"):
-        assert tables.profile_tables(MEASURED / f"profile_tenth_{k}_h100_{day}.json") in section
     first_name = f"first_inference_tenth_h100_{day}.json"
-    assert tables.first_inference_table(MEASURED / first_name) in section
+    _assert_rendered(section, bench=list(bench.values()), first=[first_name],
+                     compare=[f"compare_tenth_{k}_h100_{day}.json" for k in ("vit_l16", "layout_vit_l16", "layout_rn101")],
+                     profile=[f"profile_tenth_{k}_h100_{day}.json" for k in ("vit_l16_1024", "rn101_1024")])
 
     # the 21 weight copies, 10 of them on the critical path (tap 4's branch and the chain after the join)
     counts = _weight_conversions(MEASURED / f"code_tenth_vit_l16_384_h100_{day}.tar.gz")
