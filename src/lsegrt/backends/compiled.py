@@ -92,7 +92,7 @@ AUTOTUNE = ("off", "gemm", "gemm-full")
 GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (128, 64, 32, 4, 8),
               (128, 128, 64, 3, 4), (128, 128, 64, 5, 8))
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
-# ``fast=true``: the options measured faster than stock on an H200 (docs/BENCHMARKS.md), each one only
+# ``fast=true``: the options measured faster than stock on an H200 or H100 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
         "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True}
@@ -166,8 +166,8 @@ class CompileOptions:
                                          switch=True)
     pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
                                "saved build's first call then builds kernel launchers: seconds slower)", stock=False)
-    fast: bool = _option(bool, "the options measured faster on an H200: " + ", ".join(FAST) + " (each unless set)",
-                         default=False)
+    fast: bool = _option(bool, "the options measured faster on an H200 or H100: " + ", ".join(FAST)
+                         + " (each unless set)", default=False)
 
     @classmethod
     def table(cls) -> dict[str, Option]:
