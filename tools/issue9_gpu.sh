@@ -6,6 +6,8 @@
 #
 #   bench:V          lsegrt bench --candidate stock [--candidate CAND], batch 1 and 8, 384 / 480x640 / 1024
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
+#   ablate:V         stock, fast, and fast with each of its options off in turn (fast,X=false), batch 1, at
+#                    BENCH_SIZES: which options still pay, on this GPU    [ViT-L/16: ~20 s per candidate and size]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024); PROFILE_TOP=N kernels listed
 #                    per candidate (default 12)                                         [~1 min per set]
@@ -64,6 +66,14 @@ for phase in "$@"; do
       timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${CANDS[@]}" $BATCHES \
         $CG $SIZES $T $DEV --out "/tmp/b9_$v" 2>&1 | quiet | tail -16
       cp "/tmp/b9_$v/bench.json" "$OUT/bench_issue9_$v.json" ;;
+    ablate)  # stock, fast, and fast with each of its options off in turn, at BENCH_SIZES, batch 1 (one table)
+      ABL=(--candidate "compile:$PREC" --candidate "compile:$PREC:fast=true")
+      for o in $($PY -c "from lsegrt.backends.compiled import FAST; print(' '.join(FAST))"); do
+        ABL+=(--candidate "compile:$PREC:fast=true,$o=false")
+      done
+      timeout "${PHASE_TIMEOUT:-560}" $L bench --variant "$v" "${ABL[@]}" --batch 1 \
+        $CG $SIZES $T $DEV --out "/tmp/a9_$v" 2>&1 | quiet | tail -24
+      cp "/tmp/a9_$v/bench.json" "$OUT/ablate_issue9_$v.json" ;;
     compare)  # stock and CAND against one fp32 eager reference, one table
       timeout "${PHASE_TIMEOUT:-300}" $L compare --variant "$v" "${CANDS[@]}" $FID $CG $DEV \
         --out "/tmp/c9_$v" 2>&1 | quiet | tail -12
