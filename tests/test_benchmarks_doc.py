@@ -359,13 +359,10 @@ def test_issue9_eighth_session_profiler_fix_is_shown_by_the_records():
 def test_issue9_ninth_session_grid_and_first_inference_come_from_the_records():
     section = _between("### Ninth session", "### Eighth session")
     flat = _flat(section)
-    tables = _tables()
     day = "2026-12-06"
     vit, rn = (f"bench_issue9_ninth_{v}_h100_{day}.json" for v in ("vit_l16", "rn101"))
     first_name = f"first_inference_ninth_h100_{day}.json"
-    for name in (vit, rn):
-        assert tables.bench_table(MEASURED / name) in section
-    assert tables.first_inference_table(MEASURED / first_name) in section
+    _assert_rendered(section, bench=[vit, rn], first=[first_name])
     fast, sizes = "compile:fp16:fast=true", (384, "480x640", 1024)
     for name, label in ((vit, "ViT-L/16"), (rn, "RN101")):
         b1 = [_speedup(name, fast, s) for s in sizes]
