@@ -6,8 +6,9 @@
 #
 #   bench:V          lsegrt bench --candidate stock [--candidate CAND], batch 1 and 8, 384 / 480x640 / 1024
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
-#   ablate:V         stock, fast, and fast with each of its options off in turn (fast,X=false), batch 1, at
-#                    BENCH_SIZES: which options still pay, on this GPU    [ViT-L/16: ~20 s per candidate and size]
+#   ablate:V         stock, fast, and fast with each of its options off in turn (fast,X=false), then CAND's
+#                    option sets, batch 1, at BENCH_SIZES: which options still pay, on this GPU
+#                                                                         [ViT-L/16: ~20 s per candidate and size]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
 #   profile:V:S      lsegrt profile stock [vs CAND] at S (S = 384 or 1024); PROFILE_TOP=N kernels listed
 #                    per candidate (default 12)                                         [~1 min per set]
@@ -71,6 +72,7 @@ for phase in "$@"; do
       for o in $($PY -c "from lsegrt.backends.compiled import FAST; print(' '.join(FAST))"); do
         ABL+=(--candidate "compile:$PREC:fast=true,$o=false")
       done
+      ABL+=("${CANDS[@]:2}")  # CAND's option sets after them, e.g. CAND="--option fast=true --option pdl=true"
       timeout "${PHASE_TIMEOUT:-560}" $L bench --variant "$v" "${ABL[@]}" --batch 1 \
         $CG $SIZES $T $DEV --out "/tmp/a9_$v" 2>&1 | quiet | tail -24
       cp "/tmp/a9_$v/bench.json" "$OUT/ablate_issue9_$v.json" ;;

@@ -58,8 +58,8 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 ``engine=FILE`` opens a saved build (:func:`build_compiled`, ``lsegrt build --backend compile``): the
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
-kernels; on a CPU also the C++ kernel libraries, in a zip beside the file) are loaded before the first
-call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
+kernels; the native libraries the compilers built, a CPU's C++ kernels and Triton's kernel launchers, in
+zips beside the file: :mod:`.compiled_libraries`) are loaded before the first call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
 is Dynamo tracing the model and loading the kernels, and Triton compiling lsegrt's own kernels (not in the
 build; under a second): ViT-L/16 ``fast`` at 384², 5.0–7.0 s from opening the build to the first output,
 8.8–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
@@ -71,16 +71,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import re
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import LsegError
+from . import compiled_libraries as libs
 from .base import Encoder, Option, check_precision
 from .common import encoder_module, resolve_model, tf32_description, tf32_scope
 
@@ -440,8 +438,9 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
 
     The file holds ``torch.compiler.save_cache_artifacts()``: Inductor's compiled graphs with their
     Triton kernels, AOTAutograd entries and autotuning results, for exactly these shapes (another shape
-    still compiles when it is first seen). On a CPU the C++ kernel libraries go into a zip beside it
-    (:func:`loaded_cpp_kernels`). Staged and published atomically; the sidecar last.
+    still compiles when it is first seen). The native libraries the compilers built (a CPU's C++ kernels,
+    Triton's launchers) go into zips beside it (:mod:`.compiled_libraries`). Staged and published
+    atomically; the sidecar last.
     """
     from ..fileio import check_output_path
     from ..sidecar import publish, staging
@@ -473,93 +472,22 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
         raise LsegError("torch.compile produced no cache artifacts to save (are Inductor's caches disabled, "
                         "e.g. TORCHINDUCTOR_FORCE_DISABLE_CACHES=1?)")
     blob, cache_info = saved
-    kernels = loaded_cpp_kernels() if device.type == "cpu" else []
+    libraries = {kind: libs.loaded(kind) for kind in (libs.CPP_KERNELS, libs.TRITON_LAUNCHERS)}
     with staging(path) as stage:
         staged = stage / path.name
         staged.write_bytes(blob)
         data_files = {}
-        if kernels:
-            zipped = data_files[path.name + CPP_KERNELS] = stage / (path.name + CPP_KERNELS)
-            write_cpp_kernels(zipped, kernels)
+        for kind, found in libraries.items():
+            if found:
+                zipped = data_files[path.name + kind.suffix] = stage / (path.name + kind.suffix)
+                libs.write(zipped, found)
         info = {"shapes": [s["shape"] for s in per_shape], "compile": per_shape,
                 "build_seconds": round(time.perf_counter() - start, 2), "artifact_bytes": staged.stat().st_size,
-                "artifacts": _artifact_counts(cache_info), "cpp_kernels": len(kernels), "cuda": torch.version.cuda}
+                "artifacts": _artifact_counts(cache_info), "cpp_kernels": len(libraries[libs.CPP_KERNELS]),
+                "triton_launchers": len(libraries[libs.TRITON_LAUNCHERS]), "cuda": torch.version.cuda}
         # the sidecar's contents record the file's size and sha256: nothing else needs to repeat them
         publish(path, staged, request, info, data_files=data_files)
     return info
-
-
-# On a CPU Inductor's compiled graphs call C++ kernels that it builds into shared libraries in its cache
-# folder, named by a hash of their source and compiler command; save_cache_artifacts() carries the
-# source, not the libraries, so without them a new process compiles every kernel again (vit_tiny on two
-# cores: 16.6 s of a 19.2 s first call). A CPU build therefore also saves the libraries the build loaded
-# (a zip beside the file, hashed in the sidecar), and opening it puts them back where Inductor looks for
-# them. On a GPU the Triton kernels are already inside the artifacts.
-_KERNEL_NAME = re.compile(r"^[a-z0-9]{2}/c[a-z0-9]{50,60}(\.main)?\.so$")
-CPP_KERNELS = ".cpp-kernels.zip"  # FILE + this, beside FILE
-
-
-def loaded_cpp_kernels() -> list[tuple[str, Path]]:
-    """(path relative to Inductor's cache folder, file) of each C++ kernel library this process has
-    loaded from there (Linux: read from /proc/self/maps; elsewhere none, and a new process compiles)."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    root = Path(cache_dir()).resolve()
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return []
-    found = {}
-    for line in maps:
-        parts = line.split(None, 5)
-        if len(parts) < 6 or not parts[5].endswith(".so"):
-            continue
-        lib = Path(parts[5]).resolve()
-        try:
-            rel = lib.relative_to(root).as_posix()
-        except ValueError:
-            continue
-        if _KERNEL_NAME.match(rel) and lib.is_file():
-            found[rel] = lib
-    return sorted(found.items())
-
-
-def write_cpp_kernels(path: Path, kernels: list[tuple[str, Path]]) -> None:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for rel, lib in kernels:
-            zf.write(lib, rel)
-
-
-def restore_cpp_kernels(path: Path) -> int:
-    """Put the kernel libraries of ``path`` (a verified build's zip) into Inductor's cache folder where
-    they are missing; each written under a temporary name and renamed. Returns how many were written."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    root = Path(cache_dir())
-    written = 0
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise LsegError(f"{path.name} cannot be read ({exc}); rebuild the saved build") from None
-    with zf:
-        names = zf.namelist()
-        for name in names:  # all checked before any is written
-            if not _KERNEL_NAME.match(name):
-                raise LsegError(f"{path.name}: unexpected entry {name[:80]!r}; rebuild the saved build")
-        for name in names:
-            target = root / name
-            if target.exists():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            try:
-                tmp.write_bytes(zf.read(name))
-                tmp.chmod(0o755)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-            written += 1
-    return written
 
 
 def _fresh_artifacts():
@@ -606,8 +534,8 @@ def load_saved_build(engine, model, precision: str, device, options: CompileOpti
     request = build_request(model, precision, torch.device(device), options)
     sidecar = check_sidecar(engine, request)  # also the file's (and each data file's) bytes
     for name in sidecar.get("contents", {}).get("data_files", {}):  # each verified with the sidecar
-        if name.endswith(CPP_KERNELS):
-            restore_cpp_kernels(Path(engine).with_name(name))
+        if (kind := libs.kind_of(name)) is not None:
+            libs.restore(Path(engine).with_name(name), kind, torch.device(device))
     result = torch.compiler.load_cache_artifacts(Path(engine).read_bytes())
     if result is None:
         raise LsegError(f"saved build {Path(engine).name} could not be read by torch {torch.__version__}; "

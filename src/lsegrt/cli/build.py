@@ -88,9 +88,9 @@ def _out_path(args, request: dict, suffixes: tuple[str, ...]) -> Path:
         out = cache_dir() / "engines" / engine_name(request, suffixes[0])
         out.parent.mkdir(parents=True, exist_ok=True)
         return out
-    from ..backends.compiled import CPP_KERNELS
+    from ..backends.compiled_libraries import KINDS
 
-    data = (CPP_KERNELS,) if args.backend == "compile" else ()  # a CPU build's C++ kernels
+    data = tuple(k.suffix for k in KINDS) if args.backend == "compile" else ()  # the builds' native libraries
     return check_engine_output(args.out, suffixes, inputs=(args.onnx, args.checkpoint), data_suffixes=data)
 
 
