@@ -146,7 +146,7 @@ def test_report_json_and_pictures(tiny_vit, images, tmp_path):
     data = json.loads(path.read_text())
     assert {"lsegrt_version", "created", "environment", "mode", "reference", "model", "labels", "images", "sizes",
             "pairs", "passed"} <= set(data)
-    assert data["mode"] == "backends" and data["reference"]["side"] == "torch:fp32"
+    assert data["mode"] == "backends" and data["reference"]["side"] == "torch:fp32:tf32=false"
     assert data["labels"] == cmp.DEFAULT_LABELS.split(", ") and data["images"][0] == {
         "name": "chelsea", "height": 300, "width": 451}
     pair = data["pairs"][0]

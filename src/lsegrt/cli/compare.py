@@ -27,7 +27,7 @@ from .common import (
 
 
 def add_parser(subparsers) -> None:
-    from ..compare import DEFAULT_LABELS, DEFAULT_SIZES
+    from ..compare import DEFAULT_LABELS, DEFAULT_SIZES, REFERENCE
     from ..model.config import VARIANTS
 
     p = subparsers.add_parser("compare", help="fidelity of backends/precisions (or checkpoints) vs a reference",
@@ -37,8 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
                    help="encoder to check, e.g. onnxruntime:fp32, torch:fp16, compile:fp16:fast=true, "
                         "tensorrt:fp16@x.engine (repeatable; its options add to --option)")
-    p.add_argument("--reference", default="torch:fp32", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
-                   help="what candidates are compared with (default: torch:fp32, eager)")
+    p.add_argument("--reference", default=REFERENCE, metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
+                   help=f"what candidates are compared with (default: {REFERENCE}, eager, strict fp32: "
+                        "no TF32 in matmuls or cuDNN convolutions)")
     p.add_argument("--checkpoint", metavar="CKPT",
                    help="checkpoint file or random:VARIANT[:seedK] (default: random weights of --variant)")
     p.add_argument("--variant", choices=list(VARIANTS), default=None, help="random default's architecture (vit_l16)")
