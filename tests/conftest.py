@@ -79,3 +79,16 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """``lsegrt.progress``'s clock, set by hand: ``clock.now = 6.0`` (seconds) before the next update."""
+    import types
+
+    import lsegrt.progress
+
+    fake = types.SimpleNamespace(now=0.0)
+    fake.monotonic = lambda: fake.now
+    monkeypatch.setattr(lsegrt.progress, "time", fake)
+    return fake

@@ -1,5 +1,6 @@
 """`lsegrt.progress`: plain periodic lines when not on a terminal, silence for quick work, a rich bar on
-a terminal, and the engine cache saying what it does."""
+a terminal, the ``tty`` and ``say`` overrides, and the engine cache saying what it does. (The pipeline's
+specialisation: tests/pipeline/test_progress.py.)"""
 
 from __future__ import annotations
 
@@ -30,6 +31,40 @@ def test_plain_lines_when_not_a_terminal():
     assert [line.split(",")[0] for line in lines] == ["crops: 1/4 crops", "crops: 2/4 crops", "crops: 3/4 crops",
                                                       "crops: 4/4 crops", "crops: 4/4 crops"]
     assert "left" in lines[0] and lines[-1].endswith("done") and bar.lines == 5
+
+
+def test_plain_line_every_interval(clock):
+    stream = io.StringIO()
+    with Progress("work", total=10, stream=stream, interval=5) as bar:
+        for now in (1, 4, 6, 7, 10, 11.5):
+            clock.now = now
+            bar.advance()
+    assert [line.split(",")[0] for line in stream.getvalue().splitlines()] == ["work: 3/10", "work: 6/10",
+                                                                                  "work: 6/10"]
+    assert stream.getvalue().splitlines()[0] == "work: 3/10, 6 s, about 14 s left"
+
+
+def test_no_closing_line_after_an_error():
+    stream = io.StringIO()
+    try:
+        with Progress("work", total=2, stream=stream, interval=0) as bar:
+            bar.advance()
+            raise KeyError
+    except KeyError:
+        pass
+    assert stream.getvalue().splitlines() == ["work: 1/2, 0 s, about 0 s left"]
+
+
+def test_tty_and_say_override_the_stream():
+    said = []
+    terminal = FakeTTY()
+    with Progress("work", total=2, stream=terminal, interval=0, tty=False, say=said.append) as bar:
+        bar.advance(2)
+    assert terminal.getvalue() == "" and said[-1].endswith("done") and bar.lines == 2
+    stream = io.StringIO()
+    with Progress("work", total=2, stream=stream, interval=0, tty=True, say=said.append) as bar:
+        bar.advance(2)
+    assert "work" in stream.getvalue() and bar.lines == 0 and len(said) == 2
 
 
 def test_disabled_is_silent_everywhere():
