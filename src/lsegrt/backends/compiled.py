@@ -39,9 +39,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``readout_split``: the ViT readout W·[patch ‖ class] + b as W_patch·patch + (W_class·class + b): no
   concatenated copy, half the GEMM's depth (exact up to rounding; with the above, 2.04 → 2.02 ms at 384²).
 - ``pdl``: Inductor's Triton kernels with programmatic dependent launch (Hopper and later): with ``fast``
-  1.97 → 1.90 ms at 384², nothing at 1024². Not in ``fast``: Inductor then launches through Triton's own
-  launchers, which a new process builds with a C compiler, so a saved build's first inference took 13.1 s
-  from opening it.
+  1.97 → 1.90 ms at 384² on an H200, 1.97 → 1.96 on an H100, nothing at 1024². Not in ``fast``: Inductor
+  then launches through Triton's own launchers and a new process compiles some kernels again; with the
+  launchers in the saved build its first inference took 7.2–7.4 s from opening it (``fast``: 5.4–5.7 s;
+  13.1 s before the build carried them).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -59,9 +60,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 ``engine=FILE`` opens a saved build (:func:`build_compiled`, ``lsegrt build --backend compile``): the
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
 kernels; the native libraries the compilers built, a CPU's C++ kernels and Triton's kernel launchers, in
-zips beside the file: :mod:`.compiled_libraries`) are loaded before the first call, so a new process skips Inductor compilation, kernel compilation and GEMM autotuning. What remains
-is Dynamo tracing the model and loading the kernels, and Triton compiling lsegrt's own kernels (not in the
-build; under a second): ViT-L/16 ``fast`` at 384², 5.0–7.0 s from opening the build to the first output,
+zips beside the file: :mod:`.compiled_libraries`) are loaded before the first call, so a new process skips
+Inductor compilation, kernel compilation, launcher builds and GEMM autotuning. What remains is Dynamo
+tracing the model and loading the kernels, and Triton compiling lsegrt's own kernels (not in the build;
+under a second): ViT-L/16 ``fast`` at 384², 5.0–7.0 s from opening the build to the first output,
 8.8–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
 The sidecar binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
 bytes; any difference is refused.
@@ -94,9 +96,8 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # where the caller did not set it.
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
         "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True}
-# Not `pdl`: 0.03-0.07 ms faster at 384² on an H200, but Inductor then launches its Triton kernels through
-# Triton's own launchers, which a new process builds with a C compiler: a saved build's first inference
-# took 13.1 s from opening it instead of ≤ 10 (docs/BENCHMARKS.md, sixth session).
+# Not `pdl`: 0.03-0.07 ms faster at 384² on an H200, 0.01 ms on an H100, and a saved build's first inference
+# about 1.7 s later (docs/BENCHMARKS.md, sixth and eleventh sessions).
 
 
 def pdl_supported() -> bool:
@@ -163,7 +164,7 @@ class CompileOptions:
                                          "upsampling, bias and L2 norm in one Triton kernel", stock=False,
                                          switch=True)
     pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
-                               "saved build's first call then builds kernel launchers: seconds slower)", stock=False)
+                               "saved build's first call then compiles kernels: seconds slower)", stock=False)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: " + ", ".join(FAST)
                          + " (each unless set)", default=False)
 
