@@ -147,6 +147,8 @@ def test_report_json_and_pictures(tiny_vit, images, tmp_path):
     assert {"lsegrt_version", "created", "environment", "mode", "reference", "model", "labels", "images", "sizes",
             "pairs", "passed"} <= set(data)
     assert data["mode"] == "backends" and data["reference"]["side"] == "torch:fp32:tf32=false"
+    # strict fp32 by default: PyTorch's own default would let cuDNN run the reference's convolutions in TF32
+    assert data["reference"]["encoder"]["tf32_cudnn"] is False and data["reference"]["encoder"]["tf32_matmul"] is False
     assert data["labels"] == cmp.DEFAULT_LABELS.split(", ") and data["images"][0] == {
         "name": "chelsea", "height": 300, "width": 451}
     pair = data["pairs"][0]
