@@ -24,7 +24,8 @@
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
 #                    instead of random weights (what a user with a real checkpoint does); FIRST_FRESH_TRITON=1:
 #                    each process with an empty Triton cache as well (a machine new to the build); also writes
-#                    first9_V_profile.txt (cProfile of a third saved-build run: load, first call)  [~1 min; +40 s cold]
+#                    first9_V_profile.txt (cProfile of a third saved-build run: load, first call); Python bytecode
+#                    cached under /tmp/pyc unless FIRST_NO_PYC=1                       [~1 min; +40 s cold]
 #
 # The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
 # whole-model compile at 384 is a cache hit; the saved-build and cold runs get empty caches of their own.
@@ -87,6 +88,11 @@ for phase in "$@"; do
       cp "/tmp/p9_${v}_$s/profile.png" "$OUT/profile9_${v}_$s.png" ;;
     first)
       rm -rf /tmp/ind9_cold /tmp/ind9_saved /tmp/ind9_again /tmp/ind9_profiled /tmp/first9; mkdir -p /tmp/first9
+      # Python's bytecode cached, as on a user's machine (the device image sets PYTHONDONTWRITEBYTECODE, and
+      # without a cache each process compiled ~1,500 modules: 4.5 s, eleventh session); FIRST_NO_PYC=1: not
+      if [ "${FIRST_NO_PYC:-0}" != 1 ]; then
+        unset PYTHONDONTWRITEBYTECODE; export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/pyc}
+      fi
       SRC="--variant $v"  # random weights; FIRST_CKPT=1: a synthetic checkpoint file in the official layout
       if [ "${FIRST_CKPT:-0}" = 1 ]; then
         $PY -c "import sys; from lsegrt.synthetic import official_state_dict as o, save_lightning_checkpoint as s; s(sys.argv[2], o(sys.argv[1]))" \
