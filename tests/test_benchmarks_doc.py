@@ -552,4 +552,4 @@ def test_issue9_eleventh_session_ablation_candidates_launchers_and_reference_com
     assert record["reference"]["side"] == "torch:fp32" and record["reference"]["encoder"]["tf32_cudnn"] is True
     from lsegrt.compare import REFERENCE
 
-    assert f"default reference is now strict fp32, `{REFERENCE}`" in flat and REFERENCE.endswith("tf32=false")
+    assert f"default reference is now strict fp32, `{REFERENCE.label}`" in flat and REFERENCE.label.endswith("tf32=false")

@@ -43,7 +43,7 @@ _CHUNK = 1 << 23  # elements per float64 slice: bounds the metric's extra memory
 Side = Candidate
 # The default reference: eager fp32, strict. PyTorch's own default lets cuDNN run fp32 convolutions in
 # TF32 (a 10-bit mantissa, as fp16's), which would make the reference as coarse as what it checks.
-REFERENCE = "torch:fp32:tf32=false"
+REFERENCE = Side("torch", "fp32", {"tf32": False})  # label torch:fp32:tf32=false
 
 
 def parse_side(text: str) -> Side:
@@ -184,7 +184,7 @@ def _open(side: Any, model, device, options: dict[str, Any], sweep: list[str]):
 def compare(
     model, candidates: Sequence[Side | Any], images: Sequence[tuple[str, np.ndarray]],
     sizes: Sequence[int | tuple[int, int]] = DEFAULT_SIZES, labels: str | Sequence[str] = DEFAULT_LABELS,
-    reference: Side | Any = Side("torch", options={"tf32": False}), overrides: dict[str, float | None] | None = None,
+    reference: Side | Any = REFERENCE, overrides: dict[str, float | None] | None = None,
     out_dir: str | Path | None = None, all_pictures: bool = False, options: dict[str, Any] | None = None,
     on_step: Callable[[str], None] | None = None, inputs: Sequence[Any] = (),
 ) -> dict[str, Any]:

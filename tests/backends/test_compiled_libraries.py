@@ -60,11 +60,11 @@ def test_a_loaded_triton_launcher_travels_to_another_cache_folder(tmp_path, monk
     built = tmp_path / "triton" / LAUNCHER
     built.parent.mkdir(parents=True)
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(built), str(src)], check=True)
-    before = dict(libs.loaded(libs.TRITON_LAUNCHERS))
+    before = dict(libs.loaded()[libs.TRITON_LAUNCHERS])
     assert LAUNCHER not in before
     ctypes.CDLL(str(built))
-    found = dict(libs.loaded(libs.TRITON_LAUNCHERS))
-    assert found[LAUNCHER] == built and LAUNCHER not in dict(libs.loaded(libs.CPP_KERNELS))
+    found = libs.loaded()
+    assert dict(found[libs.TRITON_LAUNCHERS])[LAUNCHER] == built and LAUNCHER not in dict(found[libs.CPP_KERNELS])
     z = tmp_path / "m.compiled.triton-launchers.zip"
     libs.write(z, [(LAUNCHER, built)])
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "elsewhere"))  # what the new process uses

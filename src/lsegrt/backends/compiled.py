@@ -473,7 +473,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
         raise LsegError("torch.compile produced no cache artifacts to save (are Inductor's caches disabled, "
                         "e.g. TORCHINDUCTOR_FORCE_DISABLE_CACHES=1?)")
     blob, cache_info = saved
-    libraries = {kind: libs.loaded(kind) for kind in (libs.CPP_KERNELS, libs.TRITON_LAUNCHERS)}
+    libraries = libs.loaded()
     with staging(path) as stage:
         staged = stage / path.name
         staged.write_bytes(blob)

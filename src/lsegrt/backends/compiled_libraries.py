@@ -70,23 +70,24 @@ def kind_of(name: str) -> LibraryKind | None:
     return next((k for k in KINDS if name.endswith(k.suffix)), None)
 
 
-def loaded(kind: LibraryKind) -> list[tuple[str, Path]]:
-    """(entry name, file) of each library of ``kind`` this process has loaded (Linux: from /proc/self/maps;
-    elsewhere none, and a new process compiles them)."""
+def loaded() -> dict[LibraryKind, list[tuple[str, Path]]]:
+    """Per kind, (entry name, file) of each library of that kind this process has loaded (Linux: from
+    /proc/self/maps, read once; elsewhere none, and a new process compiles them)."""
+    found: dict[LibraryKind, dict[str, Path]] = {kind: {} for kind in KINDS}
     try:
         maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
-        return []
-    found = {}
+        maps = []
     for line in maps:
         parts = line.split(None, 5)
         if len(parts) < 6 or not parts[5].endswith(".so"):
             continue
         lib = Path(parts[5])
         name = f"{lib.parent.name}/{lib.name}"
-        if kind.entry.match(name) and lib.is_file():
-            found[name] = lib
-    return sorted(found.items())
+        for kind in KINDS:
+            if kind.entry.match(name) and lib.is_file():
+                found[kind][name] = lib
+    return {kind: sorted(libs.items()) for kind, libs in found.items()}
 
 
 def write(path: Path, libraries: list[tuple[str, Path]]) -> None:

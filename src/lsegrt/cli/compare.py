@@ -37,8 +37,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--candidate", action="append", metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
                    help="encoder to check, e.g. onnxruntime:fp32, torch:fp16, compile:fp16:fast=true, "
                         "tensorrt:fp16@x.engine (repeatable; its options add to --option)")
-    p.add_argument("--reference", default=REFERENCE, metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
-                   help=f"what candidates are compared with (default: {REFERENCE}, eager, strict fp32: "
+    p.add_argument("--reference", default=REFERENCE.label, metavar="BACKEND[:PREC][:KEY=VALUE,...][@ENGINE]",
+                   help=f"what candidates are compared with (default: {REFERENCE.label}, eager, strict fp32: "
                         "no TF32 in matmuls or cuDNN convolutions)")
     p.add_argument("--checkpoint", metavar="CKPT",
                    help="checkpoint file or random:VARIANT[:seedK] (default: random weights of --variant)")
