@@ -477,6 +477,49 @@ def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_reco
     assert f"`async_compile_cache_miss` counter reads {misses[0]} where the ninth session's `fast` read {misses[1]}" in flat
 
 
+def test_issue9_twelfth_session_attention_plans_deconv_and_strict_reference_come_from_the_records():
+    section = _between("### Twelfth session", "### Eleventh session")
+    flat = _flat(section)
+    day = "2026-12-06"
+    cands, rep = f"bench_twelfth_candidates_vit_l16_h100_{day}.json", f"bench_twelfth_repeat_vit_l16_1024_h100_{day}.json"
+    strict, deconv = (f"compare_twelfth_vit_l16_1024_h100_{day}.json",
+                      f"compare_twelfth_deconv_vit_l16_1024_h100_{day}.json")
+    _assert_rendered(section, bench=[cands, rep], compare=[strict, deconv])
+    plans = MEASURED / f"issue9_sdpa_plans_h100_{day}.json"
+    assert _tables().sdpa_plans_table(plans) in section
+
+    def p50(name, candidate, size):
+        (r,) = [r for r in json.loads((MEASURED / name).read_text())["records"]
+                if r["candidate"] == candidate and str(r["size"]) == str(size)]
+        return f"{r['gpu_ms_p50']:.2f}"
+
+    fast = "compile:fp16:fast=true"
+    ap, dg = "compile:fp16:attention_plans=true,fast=true", "compile:fp16:deconv_gemm=true,fast=true"
+    assert (f"{p50(cands, ap, 1024)} against {p50(cands, fast, 1024)} ms at 1024², and **slower** at 384², "
+            f"{p50(cands, ap, 384)} against {p50(cands, fast, 384)} ms") in flat
+    assert float(p50(cands, ap, 384)) > float(p50(cands, fast, 384))
+    assert (f"{p50(cands, dg, 1024)} against {p50(cands, fast, 1024)} ms at 1024² and {p50(rep, dg, 1024)} against "
+            f"{p50(rep, fast, 1024)} in the repeat") in flat
+    assert f"{p50(cands, dg, 384)} against {p50(cands, fast, 384)} ms at 384²" in flat
+    # the attention plans: fastest correct plan vs PyTorch's, per token count
+    rows = {r["tokens"]: r for r in json.loads(plans.read_text())["shapes"]}
+    best = {n: min(p["us"] for p in r["plans"] if "us" in p and p["max_abs_diff_vs_torch"] < 1e-2)
+            for n, r in rows.items()}
+    gain = {n: 100 * (rows[n]["torch_us"] / best[n] - 1) for n in rows}
+    assert "4,096 keys (1024² with the class key apart) the fastest of" in flat
+    assert f"is {gain[4096]:.1f} % faster than PyTorch's, at 577 tokens {gain[577]:.1f} %" in flat
+    assert gain[1201] < 0 and "at 1,201 PyTorch's own call is the fastest" in flat
+    assert f"no cuDNN attention plan more than {max(gain.values()):.1f} % faster" in _flat(DOC)
+    # the strict reference: both pass; the deconv candidate's error is the one quoted
+    pairs = {p["candidate"]: p for p in json.loads((MEASURED / strict).read_text())["pairs"]}
+    assert all(p["passed"] for p in pairs.values())
+    agg = {c: p["aggregate"] for c, p in pairs.items()}
+    assert (f"mean cosine {agg[fast]['mean_cosine']:.7f} both, label agreement {agg['compile:fp16']['agreement']:.3f} % "
+            f"(stock) and {agg[fast]['agreement']:.3f} % (`fast`)") in flat
+    (bad,) = [p for p in json.loads((MEASURED / deconv).read_text())["pairs"] if not p["passed"]]
+    assert bad["candidate"] == dg and "unspecified launch failure" in bad["error"] and "sample:coffee 672x1024" in bad["error"]
+
+
 def test_issue9_eleventh_session_ablation_candidates_launchers_and_reference_come_from_the_records():
     section = _between("### Eleventh session", "### Tenth session")
     flat = _flat(section)

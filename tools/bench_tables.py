@@ -217,6 +217,26 @@ def flex_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def sdpa_plans_table(path: Path, top: int = 3) -> str:
+    """tools/issue9_sdpa_plans.py: per token count, PyTorch's cuDNN attention against every cuDNN execution
+    plan that built (heuristics' plans and knob variants), µs per call; the ``top`` fastest plans named."""
+    data = json.loads(path.read_text())
+    out = [f"`{path.name}` · {data['gpu']} · cuDNN {data['cudnn_backend']}, frontend {data['cudnn_frontend']}", "",
+           "| tokens | log-sum-exp | PyTorch µs | plans timed | heuristics' first plan | its µs | fastest plans (µs) "
+           "| PyTorch / fastest |", "|---|---|---|---|---|---|---|---|"]
+    for row in data["shapes"]:
+        timed = sorted((p for p in row.get("plans", []) if "us" in p and p["max_abs_diff_vs_torch"] < 1e-2),
+                       key=lambda p: p["us"])
+        first = next((p for p in row.get("plans", []) if p.get("heuristic_rank") == 0
+                      and p["implementation"] == "AUTO"), None)
+        best = ", ".join(f"`{p['implementation']} {p['name']}` {p['us']:.1f}" for p in timed[:top]) or "—"
+        ratio = f"{row['torch_us'] / timed[0]['us']:.3f}×" if timed else "—"
+        out.append(f"| {row['tokens']} | {'yes' if row['stats'] else 'no'} | {row.get('torch_us', float('nan')):.1f} | "
+                   f"{len(timed)} | `{first['name'] if first else '—'}` | "
+                   f"{first['us'] if first and 'us' in first else float('nan'):.1f} | {best} | {ratio} |")
+    return "\n".join(out)
+
+
 def layout_table(path: Path) -> str:
     """tools/issue9_layout.py: the memory format of the map the finish and the upsample_norm kernel get."""
     def fmt(layout):
