@@ -10,7 +10,9 @@ if [ -d .whl ]; then
   # the cuDNN frontend (tools/issue9_sdpa_plans.py, the attention_plans option) is optional: its wheel is
   # platform-specific, and the rest must not depend on it installing
   required=$(ls .whl/*.whl | grep -v nvidia_cudnn_frontend)
-  python3 -m pip install -q --no-index --no-deps ${WHEEL_PIP_OPTS:-} --target /tmp/site $required || exit 1
+  if [ -n "$required" ]; then
+    python3 -m pip install -q --no-index --no-deps ${WHEEL_PIP_OPTS:-} --target /tmp/site $required || exit 1
+  fi
   for w in .whl/nvidia_cudnn_frontend*.whl; do
     [ -e "$w" ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site "$w" || echo "optional: $w not installed"; }
   done

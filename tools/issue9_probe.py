@@ -157,8 +157,9 @@ def env_info(cpu: bool) -> dict:
     return env
 
 
-def graph_ms(fn, calls: int = 24):
-    """(median ms per call, 4 decimals; last output) of ``calls`` calls of ``fn`` captured in one CUDA graph, 20 replays."""
+def graph_ms(fn, calls: int = 24, replays: int = 20):
+    """(median ms per call, 4 decimals; last output) of ``calls`` calls of ``fn`` captured in one CUDA graph,
+    ``replays`` replays."""
     import torch
 
     for _ in range(3):
@@ -169,7 +170,7 @@ def graph_ms(fn, calls: int = 24):
         for _ in range(calls):
             out = fn()
     times = []
-    for _ in range(20):
+    for _ in range(replays):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         graph.replay()

@@ -25,12 +25,14 @@ import json
 import math
 import os
 import re
-import statistics
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import torch
+
+from issue9_probe import graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
 
 HEADS, DIM = 16, 64
 SHAPES = ((4096, True), (577, False), (1201, False))  # (tokens, with log-sum-exp)
@@ -52,29 +54,8 @@ def torch_sdpa(q, k, v, stats: bool):
 
 
 def graph_time(fn) -> float:
-    """Median µs per call: CALLS calls captured in one CUDA graph, REPLAYS replays timed with events."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(CALLS):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(REPLAYS):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1000 / CALLS)
-    return statistics.median(times)
+    """Median µs per call: CALLS calls captured in one CUDA graph, REPLAYS replays (issue9_probe.graph_ms)."""
+    return 1000 * graph_ms(fn, CALLS, REPLAYS)[0]
 
 
 class CudnnSdpa:
@@ -101,7 +82,6 @@ class CudnnSdpa:
         g.validate()
         g.build_operation_graph()
         self.g = g
-        self.built: list[int] = []
 
     def heuristic_plans(self):
         c = self.cudnn
@@ -255,7 +235,6 @@ def main() -> int:
     args = ap.parse_args()
     import cudnn
 
-    torch.backends.cuda.matmul.allow_tf32 = False
     handle = cudnn.create_handle()
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": torch.cuda.get_device_name(),
               "torch": torch.__version__, "cudnn_backend": torch.backends.cudnn.version(),
@@ -273,14 +252,10 @@ def main() -> int:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "issue9_sdpa_plans.json"), "w") as f:
             json.dump(result, f, indent=1)
-    print("\n| tokens | log-sum-exp | PyTorch's plan µs | plans timed | best plan | best µs | PyTorch / best |")
-    print("|---|---|---|---|---|---|---|")
-    for row in result["shapes"]:
-        b = row.get("best")
-        timed = sum("us" in p for p in row.get("plans", []))
-        print(f"| {row['tokens']} | {row['stats']} | {row.get('torch_us', float('nan')):.1f} | {timed} | "
-              f"{b['name'] if b else '—'} | {b['us'] if b else float('nan'):.1f} | "
-              f"{b['vs_torch'] if b else float('nan'):.3f}× |")
+    from bench_tables import sdpa_plans_table  # imports lsegrt: after issue9_probe put src/ on sys.path
+
+    print()
+    print(sdpa_plans_table(Path(args.out) / "issue9_sdpa_plans.json"))
     return 0
 
 
