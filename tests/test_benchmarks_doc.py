@@ -3,6 +3,7 @@ docs/measurements by tools/bench_tables.py, verbatim, and every record there is 
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -475,6 +476,54 @@ def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_reco
     assert first["build_sidecar"]["request"][same] == ninth["build_sidecar"]["request"][same]
     misses = [r["saved"]["counters"]["inductor"]["async_compile_cache_miss"] for r in (first, ninth)]
     assert f"`async_compile_cache_miss` counter reads {misses[0]} where the ninth session's `fast` read {misses[1]}" in flat
+
+
+def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come_from_the_records():
+    section = _between("### Thirteenth session", "### Twelfth session")
+    flat = _flat(section)
+    day = "2026-12-06"
+    bench, rn = f"bench_thirteenth_fp8_vit_l16_h100_{day}.json", f"compare_thirteenth_rn101_h100_{day}.json"
+    _assert_rendered(section, bench=[bench], compare=[rn])
+    fp8 = MEASURED / f"issue9_fp8_attention_h100_{day}.json"
+    assert _tables().fp8_attention_table(fp8) in section
+    rows = {r["tokens"]: r for r in json.loads(fp8.read_text())["shapes"]}
+    best = {n: min(p["us"] for v in r["variants"] for p in v["plans"] if "us" in p) for n, r in rows.items()}
+    r4 = rows[4096]
+    assert (f"{r4['torch_fp16_us'] / best[4096]:.2f}× faster than the fp16 one at 4,096 keys ({best[4096]:.1f} "
+            f"against {r4['torch_fp16_us']:.1f} µs), slower at 577 tokens") in flat
+    assert best[577] > rows[577]["torch_fp16_us"] and best[1201] >= rows[1201]["torch_fp16_us"] * 0.99
+    assert (f"costs {r4['quantize_static_us']:.1f} µs at 4,096 tokens even with a given scale "
+            f"({r4['quantize_dynamic_us']:.1f} µs") in flat
+    refused = [v["error"] for r in rows.values() for v in r["variants"] if v["output"] == "fp16"]
+    assert refused and all("only supported on cuDNN version 9.13.0" in e for e in refused)
+    failed = [r for r in json.loads((MEASURED / bench).read_text())["records"] if "fp8_attention" in r["candidate"]]
+    assert failed and all("9.13.0" in (r.get("error") or "") for r in failed)
+    # the targets table's row: fast against stock in the same call
+    recs = {(r["candidate"], str(r["size"])): r["gpu_ms_p50"] for r in json.loads((MEASURED / bench).read_text())["records"]
+            if r.get("gpu_ms_p50")}
+    st, fa = "compile:fp16", "compile:fp16:fast=true"
+    assert (f"ViT-L/16 `fast` {recs[st, '384'] / recs[fa, '384']:.3f}× / {recs[st, '1024'] / recs[fa, '1024']:.3f}× "
+            f"({recs[fa, '384']:.2f} / {recs[fa, '1024']:.2f} ms)") in _flat(DOC)
+    # the CPU emulation's numbers, as its record has them
+    emul = {}
+    for line in (MEASURED / f"fp8_emulation_cpu_{day}.txt").read_text().splitlines():
+        if not line.startswith("#"):
+            mode, size = line.split()[:2]
+            emul[mode, int(size)] = ast.literal_eval(line[line.index("{"):])
+    assert (f"{emul['attn', 384]['mean_cosine']} at 384² and {emul['attn', 1024]['mean_cosine']} at 1024² against fp32 "
+            f"(label agreement {emul['attn', 384]['agreement']:.3f} % and {emul['attn', 1024]['agreement']:.3f} %") in flat
+    assert (f"mean cosine of {emul['attn-e4m3-out', 384]['mean_cosine']} at 384² and "
+            f"{emul['attn-e4m3-out', 1024]['mean_cosine']} at 1024²") in flat
+    assert f"gives {emul['attn+qkv', 384]['mean_cosine']} at 384²: below the gate" in flat
+    assert emul["attn+qkv", 384]["mean_cosine"] < 0.9995 < emul["attn-e4m3-out", 1024]["mean_cosine"]
+    # RN101 against the strict reference: both candidates' pooled agreement, as quoted
+    agg = {p["candidate"]: p["aggregate"] for p in json.loads((MEASURED / rn).read_text())["pairs"]}
+    stock, fast = agg["compile:fp16"], agg["compile:fp16:fast=true"]
+    assert f"{stock['mean_cosine']:.7f}" == f"{fast['mean_cosine']:.7f}" == "0.9999990"
+    assert (f"label agreement {stock['agreement']:.3f} % (stock) and {fast['agreement']:.3f} % (`fast`)") in flat
+    assert stock["agreement"] < 99.5 and fast["agreement"] < 99.5
+    gap = abs(stock["agreement"] - fast["agreement"])
+    assert f"within {gap:.2f} points of stock" in flat
 
 
 def test_issue9_twelfth_session_attention_plans_deconv_and_strict_reference_come_from_the_records():

@@ -237,6 +237,32 @@ def sdpa_plans_table(path: Path, top: int = 3) -> str:
     return "\n".join(out)
 
 
+def fp8_attention_table(path: Path) -> str:
+    """tools/issue9_fp8_attention.py: per token count, PyTorch's fp16 cuDNN attention against the fastest plan
+    of cuDNN's fp8 attention (per output type), the casts to e4m3 it needs, and the errors against fp32."""
+    data = json.loads(path.read_text())
+    out = [f"`{path.name}` · {data['gpu']} · torch {data['torch']}, cuDNN {data['cudnn_backend']}, "
+           f"frontend {data['cudnn_frontend']}", "",
+           "| tokens | log-sum-exp | fp16 µs | fp16 rel. RMS error | fp8 output | fastest fp8 plan | its µs "
+           "| fp16 / fp8 | fp8 rel. RMS error | cast to e4m3 µs (scale from max / given) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["shapes"]:
+        for output in ("fp16", "e4m3"):
+            variants = [v for v in row.get("variants", []) if v["output"] == output]
+            plans = [(v, p) for v in variants for p in v["plans"] if "us" in p]
+            cast = f"{row.get('quantize_dynamic_us', float('nan')):.1f} / {row.get('quantize_static_us', float('nan')):.1f}"
+            head = (f"| {row['tokens']} | {'yes' if row['stats'] else 'no'} | {row['torch_fp16_us']:.1f} | "
+                    f"{row['torch_fp16_error']['rel_rms']:.1e} | {output} | ")
+            if not plans:
+                err = next((v.get("error", "") for v in variants if v.get("error")), "no plan ran")
+                out.append(head + f"not built: {err.split(':')[0]}: {err.split(':', 1)[-1].strip()[:100]} | | | | {cast} |")
+                continue
+            v, p = min(plans, key=lambda vp: vp[1]["us"])
+            out.append(head + f"`{p['name']}` ({v['layout']}) | {p['us']:.1f} | {row['torch_fp16_us'] / p['us']:.3f}× | "
+                       f"{p['error']['rel_rms']:.1e} | {cast} |")
+    return "\n".join(out)
+
+
 def layout_table(path: Path) -> str:
     """tools/issue9_layout.py: the memory format of the map the finish and the upsample_norm kernel get."""
     def fmt(layout):

@@ -15,6 +15,9 @@
 #   flex             FlexAttention's Triton kernel vs SDPA, ViT-L/16 token counts (issue9_probe.py --flex) [~2 min]
 #   sdpaplans        every cuDNN execution plan for ViT-L/16's attention vs PyTorch's (issue9_sdpa_plans.py;
 #                    needs the nvidia-cudnn-frontend wheel in .whl)                      [~1.5 min]
+#   fp8attn          the attention in FP8: cuDNN's fp8 SDPA (every plan, output fp16 or e4m3) and the e4m3
+#                    casts it needs, vs PyTorch's fp16 kernel (issue9_fp8_attention.py; cuDNN frontend wheel)
+#                                                                                        [~2 min]
 #   splitk           split-K micro-benchmark of the block GEMMs (issue9_probe.py --splitk)  [~1.5 min]
 #   cls              block GEMMs and SDPA at M and M-1 rows: what the class token's row costs (--cls) [~2 min]
 #   finish           the last step (×2 upsampling, head, L2 norm): Inductor's vs lsegrt's Triton kernels (--finish)
@@ -141,6 +144,9 @@ for phase in "$@"; do
     sdpaplans)  # every cuDNN plan for the attention vs the one PyTorch runs (tools/issue9_sdpa_plans.py)
       timeout "${PHASE_TIMEOUT:-240}" $PY tools/issue9_sdpa_plans.py --out /tmp/sp9 2>&1 | cut -c1-150 | tail -80
       [ -s /tmp/sp9/issue9_sdpa_plans.json ] && cp /tmp/sp9/issue9_sdpa_plans.json "$OUT/" ;;
+    fp8attn)  # the attention in FP8: cuDNN's fp8 SDPA vs PyTorch's fp16 kernel (tools/issue9_fp8_attention.py)
+      timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_fp8_attention.py --out /tmp/f89 2>&1 | cut -c1-170 | tail -60
+      [ -s /tmp/f89/issue9_fp8_attention.json ] && cp /tmp/f89/issue9_fp8_attention.json "$OUT/" ;;
     splitk)  # micro-benchmark of split-K block GEMMs (tools/issue9_probe.py --splitk; no model candidates)
       OUT=/tmp/sk9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --splitk --candidates stock --budget 0 \
         --out /tmp/sk9 2>&1 | grep "micro" | tail -20
