@@ -20,17 +20,13 @@ maximum (two kernels under Inductor), and with a given scale (one).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import sys
 import time
-import traceback
 
 import torch
 
-from issue9_probe import graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
+from issue9_probe import cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
 
 HEADS, DIM = 16, 64
 SHAPES = ((4096, True), (577, False), (1201, False))  # (tokens, with log-sum-exp)
@@ -212,32 +208,11 @@ def probe_shape(cudnn, handle, n: int, stats: bool) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    args = ap.parse_args()
-    import cudnn
+    from bench_tables import fp8_attention_table  # imports lsegrt: after issue9_probe put src/ on sys.path
 
-    handle = cudnn.create_handle()
-    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": torch.cuda.get_device_name(),
-              "torch": torch.__version__, "cudnn_backend": torch.backends.cudnn.version(),
-              "cudnn_frontend": getattr(cudnn, "__version__", "?"), "heads": HEADS, "head_dim": DIM,
-              "calls_per_graph": CALLS, "replays": REPLAYS, "shapes": []}
-    for n, stats in SHAPES:
-        t = time.time()
-        try:
-            row = probe_shape(cudnn, handle, n, stats)
-        except Exception as e:
-            row = {"tokens": n, "stats": stats, "error": traceback.format_exc()[-1500:]}
-            print(f"n={n}: {type(e).__name__}: {e}", flush=True)
-        row["seconds"] = round(time.time() - t, 1)
-        result["shapes"].append(row)
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "issue9_fp8_attention.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        best = row.get("best")
-        print(f"n={n}: fp16 {row.get('torch_fp16_us')} µs, quantize {row.get('quantize_dynamic_us')} / "
-              f"{row.get('quantize_static_us')} µs, best fp8 {best}", flush=True)
-    return 0
+    return cudnn_shapes_main(__doc__.splitlines()[0], "issue9_fp8_attention.json", SHAPES, probe_shape,
+                             fp8_attention_table, heads=HEADS, head_dim=DIM, calls_per_graph=CALLS,
+                             replays=REPLAYS)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,39 @@ def graph_ms(fn, calls: int = 24, replays: int = 20):
     return round(sorted(times)[len(times) // 2], 4), out
 
 
+def cudnn_shapes_main(description: str, record: str, shapes, probe_shape, table, **meta) -> int:
+    """main() of the cuDNN-frontend attention probes (issue9_sdpa_plans, issue9_fp8_attention): each
+    (tokens, with log-sum-exp) of ``shapes`` through ``probe_shape(cudnn, handle, tokens, stats)`` (a shape that
+    raises gets its traceback as its row), ``record`` rewritten under --out after each, and ``table``'s
+    rendering of it printed last. ``meta``: more fields for the record's header."""
+    import torch
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    args = ap.parse_args()
+    import cudnn
+
+    handle = cudnn.create_handle()
+    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": torch.cuda.get_device_name(),
+              "torch": torch.__version__, "cudnn_backend": torch.backends.cudnn.version(),
+              "cudnn_frontend": getattr(cudnn, "__version__", "?"), **meta, "shapes": []}
+    path = Path(args.out) / record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n, stats in shapes:
+        t = time.time()
+        try:
+            row = probe_shape(cudnn, handle, n, stats)
+        except Exception as e:
+            row = {"tokens": n, "stats": stats, "error": traceback.format_exc()[-1500:]}
+            print(f"n={n}: {type(e).__name__}: {e}", flush=True)
+        row["seconds"] = round(time.time() - t, 1)
+        result["shapes"].append(row)
+        write_json(path, result)
+    print()
+    print(table(path))
+    return 0
+
+
 def sdpa_bench(res: dict, sizes: list[int]) -> None:
     """Each SDPA kernel family at ViT-L/16's token counts: 24 calls captured in a CUDA graph, replayed."""
     import torch

@@ -19,20 +19,15 @@ has them): 4,096 queries and keys with the log-sum-exp (1024² under ``cls_key_a
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import math
-import os
 import re
 import sys
 import time
-import traceback
-from pathlib import Path
 
 import torch
 
-from issue9_probe import graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
+from issue9_probe import cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
 
 HEADS, DIM = 16, 64
 SHAPES = ((4096, True), (577, False), (1201, False))  # (tokens, with log-sum-exp)
@@ -230,33 +225,10 @@ def probe_shape(cudnn, handle, n: int, stats: bool, budget_s: float = BUDGET_S) 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    args = ap.parse_args()
-    import cudnn
-
-    handle = cudnn.create_handle()
-    result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": torch.cuda.get_device_name(),
-              "torch": torch.__version__, "cudnn_backend": torch.backends.cudnn.version(),
-              "cudnn_frontend": getattr(cudnn, "__version__", "?"), "heads": HEADS, "head_dim": DIM,
-              "calls_per_graph": CALLS, "replays": REPLAYS, "shapes": []}
-    for n, stats in SHAPES:
-        t = time.time()
-        try:
-            row = probe_shape(cudnn, handle, n, stats)
-        except Exception as e:
-            row = {"tokens": n, "stats": stats, "error": traceback.format_exc()[-1500:]}
-            print(f"n={n}: {type(e).__name__}: {e}", flush=True)
-        row["seconds"] = round(time.time() - t, 1)
-        result["shapes"].append(row)
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "issue9_sdpa_plans.json"), "w") as f:
-            json.dump(result, f, indent=1)
     from bench_tables import sdpa_plans_table  # imports lsegrt: after issue9_probe put src/ on sys.path
 
-    print()
-    print(sdpa_plans_table(Path(args.out) / "issue9_sdpa_plans.json"))
-    return 0
+    return cudnn_shapes_main(__doc__.splitlines()[0], "issue9_sdpa_plans.json", SHAPES, probe_shape,
+                             sdpa_plans_table, heads=HEADS, head_dim=DIM, calls_per_graph=CALLS, replays=REPLAYS)
 
 
 if __name__ == "__main__":
