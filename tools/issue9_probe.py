@@ -196,6 +196,10 @@ def cudnn_shapes_main(description: str, record: str, shapes, probe_shape, table,
     result = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": torch.cuda.get_device_name(),
               "torch": torch.__version__, "cudnn_backend": torch.backends.cudnn.version(),
               "cudnn_frontend": getattr(cudnn, "__version__", "?"), **meta, "shapes": []}
+    try:  # the libcudnn the frontend loaded, which need not be the one PyTorch reports
+        result["cudnn_frontend_backend"] = cudnn.backend_version()
+    except Exception as e:
+        result["cudnn_frontend_backend"] = f"? ({type(e).__name__})"
     path = Path(args.out) / record
     path.parent.mkdir(parents=True, exist_ok=True)
     for n, stats in shapes:
