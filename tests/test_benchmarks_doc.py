@@ -516,6 +516,18 @@ def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come
             f"{emul['attn-e4m3-out', 1024]['mean_cosine']} at 1024²") in flat
     assert f"gives {emul['attn+qkv', 384]['mean_cosine']} at 384²: below the gate" in flat
     assert emul["attn+qkv", 384]["mean_cosine"] < 0.9995 < emul["attn-e4m3-out", 1024]["mean_cosine"]
+    # the padding copies, as tools/inductor_kernels.py counts them in the tenth session's code
+    spec = importlib.util.spec_from_file_location("inductor_kernels", ROOT / "tools" / "inductor_kernels.py")
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    code = MEASURED / f"code_tenth_vit_l16_384_h100_{day}.tar.gz"
+    summary = kernels.read_archive(code)
+    assert kernels.table(code, summary) in section
+    pads = {g: s["padding_launches"] for g, s in summary.items() if s["padding_launches"]}
+    assert pads == {"model__0_inference_0.0": 6, "model__2_inference_2.2": 6} and len(summary) == 8
+    assert all(c["pads_rows"] == [577, 584] for s in summary.values() for c in s["copies"] if "pads_rows" in c)
+    plain = sum(s["copy_launches"] - s["padding_launches"] for s in summary.values())
+    assert f"Its {plain} copies that pad nothing are the convolution weights" in flat and plain == 21
     # RN101 against the strict reference: both candidates' pooled agreement, as quoted
     agg = {p["candidate"]: p["aggregate"] for p in json.loads((MEASURED / rn).read_text())["pairs"]}
     stock, fast = agg["compile:fp16"], agg["compile:fp16:fast=true"]

@@ -23,7 +23,8 @@
 #   finish           the last step (×2 upsampling, head, L2 norm): Inductor's vs lsegrt's Triton kernels (--finish)
 #   code:V:S         Inductor's generated code (TORCH_COMPILE_DEBUG's output_code.py of every graph, caches
 #                    off) for CAND's first option set (or stock) at S×S, batch 1: code9_V_S.tar.gz, to read
-#                    which kernels a piece runs and why (copies, layouts)                    [~1 min]
+#                    which kernels a piece runs and why (copies, layouts; tools/inductor_kernels.py counts
+#                    each graph's launches and copy kernels, printed here)                  [~1 min]
 #   first:V          lsegrt build --backend compile (CAND or stock, 1x384x384), then time to first inference
 #                    in a fresh process with an empty Inductor cache from the saved build, and (FIRST_COLD=1)
 #                    without it; FIRST_CKPT=1: from a synthetic checkpoint file in the official layout
@@ -136,7 +137,8 @@ for phase in "$@"; do
         2>&1 | quiet | tail -4)
       find /tmp/code9 -name output_code.py | sed 's|^/tmp/code9/||' > /tmp/code9/files.txt
       echo "$(wc -l < /tmp/code9/files.txt) graphs' output_code.py for $spec at ${s}x$s"
-      tar czf "$OUT/code9_${v}_$s.tar.gz" -C /tmp/code9 files.txt $(cat /tmp/code9/files.txt) ;;
+      tar czf "$OUT/code9_${v}_$s.tar.gz" -C /tmp/code9 files.txt $(cat /tmp/code9/files.txt)
+      $PY tools/inductor_kernels.py "$OUT/code9_${v}_$s.tar.gz" ;;  # launches and copy kernels per graph
     flex)  # FlexAttention's Triton kernel vs SDPA (tools/issue9_probe.py --flex; no model candidates)
       OUT=/tmp/fx9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --flex --candidates stock --budget 0 \
         --out /tmp/fx9 2>&1 | grep "flex" | tail -40
