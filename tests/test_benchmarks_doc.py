@@ -16,11 +16,16 @@ MEASURED = ROOT / "docs" / "measurements"
 DOC = (ROOT / "docs" / "BENCHMARKS.md").read_text()
 
 
-def _tables():
-    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "tools" / "bench_tables.py")
+def _tool(name: str):
+    """The module tools/NAME.py (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _tables():
+    return _tool("bench_tables")
 
 
 def _between(start: str, end: str) -> str:
@@ -496,11 +501,11 @@ def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come
             f"({r4['quantize_dynamic_us']:.1f} µs") in flat
     refused = [v["error"] for r in rows.values() for v in r["variants"] if v["output"] == "fp16"]
     assert refused and all("only supported on cuDNN version 9.13.0" in e for e in refused)
-    failed = [r for r in json.loads((MEASURED / bench).read_text())["records"] if "fp8_attention" in r["candidate"]]
+    records = json.loads((MEASURED / bench).read_text())["records"]
+    failed = [r for r in records if "fp8_attention" in r["candidate"]]
     assert failed and all("9.13.0" in (r.get("error") or "") for r in failed)
     # the targets table's row: fast against stock in the same call
-    recs = {(r["candidate"], str(r["size"])): r["gpu_ms_p50"] for r in json.loads((MEASURED / bench).read_text())["records"]
-            if r.get("gpu_ms_p50")}
+    recs = {(r["candidate"], str(r["size"])): r["gpu_ms_p50"] for r in records if r.get("gpu_ms_p50")}
     st, fa = "compile:fp16", "compile:fp16:fast=true"
     assert (f"ViT-L/16 `fast` {recs[st, '384'] / recs[fa, '384']:.3f}× / {recs[st, '1024'] / recs[fa, '1024']:.3f}× "
             f"({recs[fa, '384']:.2f} / {recs[fa, '1024']:.2f} ms)") in _flat(DOC)
@@ -517,9 +522,7 @@ def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come
     assert f"gives {emul['attn+qkv', 384]['mean_cosine']} at 384²: below the gate" in flat
     assert emul["attn+qkv", 384]["mean_cosine"] < 0.9995 < emul["attn-e4m3-out", 1024]["mean_cosine"]
     # the padding copies, as tools/inductor_kernels.py counts them in the tenth session's code
-    spec = importlib.util.spec_from_file_location("inductor_kernels", ROOT / "tools" / "inductor_kernels.py")
-    kernels = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kernels)
+    kernels = _tool("inductor_kernels")
     code = MEASURED / f"code_tenth_vit_l16_384_h100_{day}.tar.gz"
     summary = kernels.read_archive(code)
     assert kernels.table(code, summary) in section

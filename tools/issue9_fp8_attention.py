@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from issue9_probe import cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
+from issue9_probe import cudnn_plan_runner, cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
 
 HEADS, DIM = 16, 64
 SHAPES = ((4096, True), (577, False), (1201, False))  # (tokens, with log-sum-exp)
@@ -117,17 +117,12 @@ class Fp8Sdpa:
         self.g = g
 
     def runner(self, index: int, scalars: dict[str, torch.Tensor]):
-        ws = torch.empty(max(1, self.g.get_workspace_size_plan_at_index(index)), device="cuda", dtype=torch.uint8)
         pack = {self.tq: self.q8, self.tk: self.k8, self.tv: self.v8, self.to: self.o,
                 self.tamax_s: self.amax[0:1], self.tamax_o: self.amax[1:2]}
         pack.update({self.tscalars[k]: v for k, v in scalars.items()})
         if self.stats:
             pack[self.tlse] = self.lse
-
-        def run():
-            self.cudnn.set_stream(self.handle, torch.cuda.current_stream().cuda_stream)
-            self.g.execute_plan_at_index(pack, ws, index, handle=self.handle)
-        return run
+        return cudnn_plan_runner(self.cudnn, self.handle, self.g, pack, index)
 
 
 def probe_shape(cudnn, handle, n: int, stats: bool) -> dict:

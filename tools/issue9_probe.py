@@ -180,6 +180,19 @@ def graph_ms(fn, calls: int = 24, replays: int = 20):
     return round(sorted(times)[len(times) // 2], 4), out
 
 
+def cudnn_plan_runner(cudnn, handle, graph, pack: dict, index: int):
+    """A no-argument callable that runs plan ``index`` of a built cuDNN-frontend ``graph`` on ``pack`` (tensor
+    descriptor → torch tensor) on the current stream, with a workspace of the plan's own (CUDA-graph safe)."""
+    import torch
+
+    ws = torch.empty(max(1, graph.get_workspace_size_plan_at_index(index)), device="cuda", dtype=torch.uint8)
+
+    def run():
+        cudnn.set_stream(handle, torch.cuda.current_stream().cuda_stream)
+        graph.execute_plan_at_index(pack, ws, index, handle=handle)
+    return run
+
+
 def cudnn_shapes_main(description: str, record: str, shapes, probe_shape, table, **meta) -> int:
     """main() of the cuDNN-frontend attention probes (issue9_sdpa_plans, issue9_fp8_attention): each
     (tokens, with log-sum-exp) of ``shapes`` through ``probe_shape(cudnn, handle, tokens, stats)`` (a shape that

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from issue9_probe import cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
+from issue9_probe import cudnn_plan_runner, cudnn_shapes_main, graph_ms  # tools/, this script's folder (it also puts src/ on sys.path)
 
 HEADS, DIM = 16, 64
 SHAPES = ((4096, True), (577, False), (1201, False))  # (tokens, with log-sum-exp)
@@ -102,13 +102,7 @@ class CudnnSdpa:
         return p
 
     def runner(self, index: int):
-        ws = torch.empty(max(1, self.g.get_workspace_size_plan_at_index(index)), device="cuda", dtype=torch.uint8)
-        pack = self.pack()
-
-        def run():
-            self.cudnn.set_stream(self.handle, torch.cuda.current_stream().cuda_stream)
-            self.g.execute_plan_at_index(pack, ws, index, handle=self.handle)
-        return run
+        return cudnn_plan_runner(self.cudnn, self.handle, self.g, self.pack(), index)
 
 
 ENGINE_NAME = re.compile(r"eng(\d+)((?:_k\d+=-?\d+)*)")
