@@ -68,7 +68,8 @@ def test_values_from_the_command_line_are_typed():
                    "freezing": None, "autotune": None, "coordinate_descent": None, "channels_last": None,
                    "sdpa": None, "overlap": None, "weights_channels_last": None, "readout_split": None,
                    "patch_gemm": None, "gelu_epilogue": None, "fold": None,
-                   "cls_key_apart": None, "upsample_norm": None, "pdl": None, "fast": False}
+                   "cls_key_apart": None, "upsample_norm": None, "shape_padding": None, "pdl": None,
+                   "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
 
@@ -120,7 +121,8 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
                                         "channels_last, cls_key_apart, coordinate_descent, cuda_graph, dynamic, fast, fold, "
-                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, readout_split, sdpa, tf32, "
+                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, readout_split, sdpa, "
+                                        "shape_padding, tf32, "
                                         "upsample_norm, variant, weights_channels_last"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])
     with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
@@ -166,3 +168,23 @@ def test_pdl_is_refused_where_inductor_cannot_generate_it(monkeypatch):
     with pytest.raises(LsegError, match=r"option pdl=true: torch .* has no PDL support"):
         compiled.CompileOptions.parse({"pdl": True, "fast": True})
     assert not compiled.CompileOptions.parse({"fast": True}).pdl  # the bundle never asks for it
+
+
+def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
+    from lsegrt.backends.compiled import CompileOptions
+
+    off = CompileOptions.parse({"shape_padding": False, "fast": True})
+    assert off.inductor_options()["shape_padding"] is False and off.record()["shape_padding"] is False
+    assert CompileOptions.parse({}).shape_padding is True  # Inductor's own default, recorded as such
+    assert CompileOptions.parse({}).inductor_options() is None  # stock: mode= alone
+    assert "shape_padding" not in CompileOptions.parse({"fast": True}).inductor_options()
+
+
+def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
+    from lsegrt.backends.compiled import CompileOptions
+
+    off = CompileOptions.parse({"shape_padding": False, "fast": True})
+    assert off.inductor_options()["shape_padding"] is False and off.record()["shape_padding"] is False
+    assert CompileOptions.parse({}).shape_padding is True  # Inductor's own default, recorded as such
+    assert CompileOptions.parse({}).inductor_options() is None  # stock: mode= alone
+    assert "shape_padding" not in CompileOptions.parse({"fast": True}).inductor_options()

@@ -163,6 +163,9 @@ class CompileOptions:
     upsample_norm: bool | None = _option(bool, "with fold: refinenet1's merged head before its upsampling; the "
                                          "upsampling, bias and L2 norm in one Triton kernel", stock=False,
                                          switch=True)
+    shape_padding: bool | None = _option(bool, "Inductor pads a GEMM's rows where its own timing finds the padded "
+                                         "GEMM faster (its default); off: no padding copies (e.g. ViT-L/16's "
+                                         "577-row attention output before proj)", stock=True)
     pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
                                "saved build's first call then compiles kernels: seconds slower)", stock=False)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: " + ", ".join(FAST)
@@ -245,6 +248,8 @@ class CompileOptions:
             extra["force_layout_optimization"] = True
         if self.pdl:
             extra["triton.enable_pdl"] = True
+        if self.shape_padding is False:
+            extra["shape_padding"] = False
         if not extra:
             return None
         return {**torch._inductor.list_mode_options(self.effective_mode), **extra}
