@@ -249,18 +249,23 @@ class ChannelsLastMaps(torch.nn.Module):
                              if isinstance(s, torch.Tensor) and s.dim() == 4 else s for s in state))
 
 
-def _stage_runner(model, cand: Candidate, device: torch.device, groups: int):
-    """(stages, callables, call scope, CUDA graphs?) for the candidate's stage-wise run."""
+def _stage_runner(model, cand: Candidate, device: torch.device, groups: int, height: int, width: int):
+    """(stages, callables, call scope, CUDA graphs?) for the candidate's stage-wise run on (height, width)
+    inputs."""
     from .backends.common import check_tf32, encoder_module, tf32_scope
     from .stages import encoder_stages
 
     if cand.backend == "compile":
         from .backends.compiled import CompileOptions, call_scope, compile_module, served_module
+        from .model.vit import pos_cache_trunks
 
         opts = CompileOptions.parse(cand.options)
         # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot
         opts = dataclasses.replace(opts, overlap=False)
-        stages = encoder_stages(served_module(model, cand.precision, device, opts), groups)
+        served = served_module(model, cand.precision, device, opts)
+        for trunk in pos_cache_trunks(served):  # as the backend's call does before the whole model
+            trunk.cache_pos_embed(height, width)
+        stages = encoder_stages(served, groups)
         # every stage between the image's and the norm's, which takes the head's output as it comes (with
         # upsample_norm, NCHW by design: a conversion there would be a copy the whole model never makes)
         modules = [ChannelsLastMaps(s.module) if opts.channels_last and 0 < i and s.kind != "norm" else s.module
@@ -333,7 +338,7 @@ def profile_candidate(model, cand: Candidate, height: int, width: int, batch: in
 
     # stage by stage ----------------------------------------------------------------------------
     on_step(f"{cand.label}: compiling / warming up {len(stage_flops)} stages")
-    stages, runners, scope, graphs = _stage_runner(model, cand, device, groups)
+    stages, runners, scope, graphs = _stage_runner(model, cand, device, groups, height, width)
 
     def chain(x, mark: Callable[[int], Any] | None = None, timer=None):
         if graphs:

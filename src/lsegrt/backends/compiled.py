@@ -80,6 +80,7 @@ from typing import Any
 import torch
 
 from ..errors import LsegError
+from ..model.vit import pos_cache_trunks
 from . import compiled_libraries as libs
 from .base import Encoder, Option, check_precision
 from .common import encoder_module, resolve_model, tf32_description, tf32_scope
@@ -163,6 +164,8 @@ class CompileOptions:
     upsample_norm: bool | None = _option(bool, "with fold: refinenet1's merged head before its upsampling; the "
                                          "upsampling, bias and L2 norm in one Triton kernel", stock=False,
                                          switch=True)
+    pos_cache: bool | None = _option(bool, "ViT position embedding resized once per input size and kept, not "
+                                     "interpolated on every call (exact)", stock=False, switch=True)
     shape_padding: bool | None = _option(bool, "Inductor pads a GEMM's rows where its own timing finds the padded "
                                          "GEMM faster (its default); off: no padding copies (e.g. ViT-L/16's "
                                          "577-row attention output before proj)", stock=True)
@@ -205,6 +208,9 @@ class CompileOptions:
                 raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
             if parsed.mode is not None:
                 raise LsegError("option overlap=true compiles its pieces itself: leave mode unset")
+        if parsed.pos_cache and parsed.dynamic:
+            raise LsegError("option pos_cache=true keeps one position embedding per input size: it cannot be "
+                            "dynamic")
         if parsed.weights_channels_last and not parsed.channels_last:
             raise LsegError("option weights_channels_last=true stores weights as channels_last lays out the "
                             "maps: it needs channels_last=true")
@@ -286,7 +292,7 @@ def sdpa_scope(choice: str):
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
-    from ..model.vit import Attention, Mlp, PatchEmbed, ProjectReadout
+    from ..model.vit import Attention, Mlp, PatchEmbed, ProjectReadout, ViTTrunk
 
     if options.fold:
         fold_linear_maps(module, upsample_norm=options.upsample_norm)
@@ -299,6 +305,8 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
             m.cls_key_apart = True
         if isinstance(m, ProjectReadout) and options.readout_split:
             m.split = True
+        if isinstance(m, ViTTrunk) and options.pos_cache:
+            m.pos_cache = True
     if options.weights_channels_last:
         weights_channels_last(module)
     return module
@@ -381,8 +389,9 @@ class CompiledEncoder(Encoder):
         self.mode = self.options.effective_mode
         self.dynamic = self.options.dynamic
         self.engine = engine
-        self.module = compile_module(served_module(model, precision, self.device, self.options), self.options,
-                                     self.device)
+        served = served_module(model, precision, self.device, self.options)
+        self.pos_trunks = pos_cache_trunks(served)
+        self.module = compile_module(served, self.options, self.device)
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
@@ -395,6 +404,8 @@ class CompiledEncoder(Encoder):
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
+        for trunk in self.pos_trunks:  # before the graph, which reads the cached embedding as an input
+            trunk.cache_pos_embed(*x.shape[-2:])
         with call_scope(self.options):
             out = self.module(x)
         # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy

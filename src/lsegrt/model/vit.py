@@ -80,10 +80,19 @@ class Attention(TimmAttention):
 
 
 class ViTTrunk(nn.Module):
-    """`pretrained.model`: patch embedding, class token, resized position embedding, blocks."""
+    """`pretrained.model`: patch embedding, class token, resized position embedding, blocks.
+
+    ``pos_cache`` (a switch a backend sets on its own copy, off by default): :meth:`cache_pos_embed` stores
+    the position embedding resized for an input size, in the compute dtype, and :meth:`embed` takes it as
+    it is instead of interpolating the 24×24 grid on every call (exact: the same values, rounded once, as
+    eager computes them). Sizes never cached are interpolated as before.
+    """
+
+    pos_cache = False
 
     def __init__(self, cfg: LSegConfig):
         super().__init__()
+        self.pos_embeds: dict[tuple[int, int], torch.Tensor] = {}  # (gh, gw) → (1, 1+gh·gw, D); not state
         d = cfg.embed_dim
         self.pos_grid = cfg.pos_grid
         self.taps = tuple(cfg.taps)
@@ -106,13 +115,28 @@ class ViTTrunk(nn.Module):
         grid = grid.flatten(2).transpose(1, 2)
         return torch.cat([cls_pos, grid], dim=1)
 
+    def cache_pos_embed(self, height: int, width: int) -> None:
+        """With ``pos_cache``: resize the position embedding for a (height, width) input once, outside any
+        compiled graph (which then reads it as an input: Dynamo does not recompile when another size is
+        added). A no-op for a size already cached, or with the switch off."""
+        if not self.pos_cache:
+            return
+        p = self.patch_embed.proj.stride[0]
+        grid = (height // p, width // p)
+        if grid not in self.pos_embeds:
+            with torch.no_grad():
+                self.pos_embeds[grid] = self.resized_pos_embed(*grid).to(self.cls_token.dtype)
+
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(B,3,H,W) → tokens (B, 1+gh·gw, D): patches, class token, resized position embedding; (gh, gw)."""
         x = self.patch_embed(x)
         gh, gw = x.shape[-2], x.shape[-1]
         x = x.flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-        return torch.cat([cls, x], dim=1) + self.resized_pos_embed(gh, gw).to(x.dtype), gh, gw
+        pos = self.pos_embeds.get((gh, gw)) if self.pos_cache else None
+        if pos is None:
+            pos = self.resized_pos_embed(gh, gw)
+        return torch.cat([cls, x], dim=1) + pos.to(x.dtype), gh, gw
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], int, int]:
         """(B,3,H,W) → the residual stream after each tap block, (B, 1+gh·gw, D) each, and (gh, gw)."""
@@ -123,6 +147,12 @@ class ViTTrunk(nn.Module):
             if i in self.taps:
                 taps.append(x)
         return taps, gh, gw
+
+
+def pos_cache_trunks(module: nn.Module) -> list[ViTTrunk]:
+    """The trunks in ``module`` whose ``pos_cache`` switch is on: a caller runs their
+    :meth:`~ViTTrunk.cache_pos_embed` for each input size before the compiled call."""
+    return [m for m in module.modules() if isinstance(m, ViTTrunk) and m.pos_cache]
 
 
 class ProjectReadout(nn.Module):
