@@ -66,9 +66,10 @@ def test_values_from_the_command_line_are_typed():
     got = CompiledEncoder.check_options({"dynamic": "true", "tf32": "off", "mode": "max-autotune"})
     assert got == {"variant": None, "cuda_graph": False, "mode": "max-autotune", "dynamic": True, "tf32": False,
                    "freezing": None, "autotune": None, "coordinate_descent": None, "channels_last": None,
-                   "sdpa": None, "overlap": None, "weights_channels_last": None, "readout_split": None,
+                   "sdpa": None, "overlap": None, "branch_priority": None, "weights_channels_last": None, "readout_split": None,
                    "patch_gemm": None, "gelu_epilogue": None, "fold": None,
-                   "cls_key_apart": None, "upsample_norm": None, "shape_padding": None, "pdl": None,
+                   "cls_key_apart": None, "upsample_norm": None, "pos_cache": None, "shape_padding": None,
+                   "pdl": None,
                    "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
@@ -180,11 +181,16 @@ def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
     assert "shape_padding" not in CompileOptions.parse({"fast": True}).inductor_options()
 
 
-def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
+def test_branch_priority_needs_overlap_and_stays_off_the_pieces(tiny_vit):
     from lsegrt.backends.compiled import CompileOptions
 
-    off = CompileOptions.parse({"shape_padding": False, "fast": True})
-    assert off.inductor_options()["shape_padding"] is False and off.record()["shape_padding"] is False
-    assert CompileOptions.parse({}).shape_padding is True  # Inductor's own default, recorded as such
-    assert CompileOptions.parse({}).inductor_options() is None  # stock: mode= alone
-    assert "shape_padding" not in CompileOptions.parse({"fast": True}).inductor_options()
+    with pytest.raises(LsegError, match="branch_priority=true .* needs overlap=true"):
+        CompileOptions.parse({"branch_priority": True})
+    with pytest.raises(LsegError, match="branch_priority=true .* needs overlap=true"):
+        CompileOptions.parse({"branch_priority": True, "fast": True, "overlap": False})
+    assert CompileOptions.parse({}).branch_priority is False
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_vit)(x)
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, overlap=True, branch_priority=True) as enc:
+        assert enc.describe()["options"]["branch_priority"] is True
+        torch.testing.assert_close(enc(x), ref, rtol=1e-4, atol=1e-4)

@@ -147,6 +147,9 @@ class CompileOptions:
     sdpa: str | None = _option(str, "attention kernel family (auto: PyTorch's choice)", stock="auto", choices=SDPA)
     overlap: bool | None = _option(bool, "decoder side branches on a second stream beside the backbone, in one "
                                    "CUDA graph of our own (needs cuda_graph on a GPU)", stock=False)
+    branch_priority: bool | None = _option(bool, "with overlap: the backbone captured at the highest stream "
+                                           "priority, the side branches at the lowest, so that branch kernels take "
+                                           "the SMs the backbone leaves idle instead of delaying it", stock=False)
     weights_channels_last: bool | None = _option(bool, "with channels_last: the convolution weights stored "
                                                  "channels-last once, not converted by Inductor on every call",
                                                  stock=False, switch=True)
@@ -211,6 +214,8 @@ class CompileOptions:
         if parsed.pos_cache and parsed.dynamic:
             raise LsegError("option pos_cache=true keeps one position embedding per input size: it cannot be "
                             "dynamic")
+        if parsed.branch_priority and not parsed.overlap:
+            raise LsegError("option branch_priority=true orders overlap's two streams: it needs overlap=true")
         if parsed.weights_channels_last and not parsed.channels_last:
             raise LsegError("option weights_channels_last=true stores weights as channels_last lays out the "
                             "maps: it needs channels_last=true")
@@ -343,9 +348,10 @@ def compile_module(module: torch.nn.Module, options: CompileOptions, device: tor
         from ..model.branches import split_encoder
         from .overlap import OverlapGraph
 
-        piece = dataclasses.replace(options, overlap=False, cuda_graph=False)
+        piece = dataclasses.replace(options, overlap=False, cuda_graph=False, branch_priority=False)
         split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last))
-        return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"))
+        return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"),
+                            priority=bool(options.branch_priority))
     inductor = options.inductor_options()
     if inductor is None:
         return torch.compile(module, mode=options.effective_mode, dynamic=options.dynamic, fullgraph=True)

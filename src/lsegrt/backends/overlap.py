@@ -44,7 +44,7 @@ class OverlapGraph:
     without streams or graphs (the same code path, for tests).
     """
 
-    def __init__(self, split: SplitEncoder, compile_fn: Callable, device: torch.device):
+    def __init__(self, split: SplitEncoder, compile_fn: Callable, device: torch.device, priority: bool = False):
         self.split = split
         self.segments = [compile_fn(m) for m in split.segments]
         self.branches = [compile_fn(m) for m in split.branches]
@@ -52,7 +52,13 @@ class OverlapGraph:
         self.finish = compile_fn(split.finish)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.side = torch.cuda.Stream(self.device) if self.cuda else None
+        # ``priority``: capture the backbone on a stream of the highest priority and the branches on one of
+        # the lowest. PyTorch instantiates graphs with cudaGraphInstantiateFlagUseNodePriority, so each kernel
+        # node keeps its capture stream's priority: the block scheduler then hands an SM to a branch's thread
+        # blocks only when no backbone block waits (a hint; running blocks are never preempted).
+        low, high = (0, -64) if priority else (0, 0)  # out-of-range priorities are clamped to the device's
+        self.side = torch.cuda.Stream(self.device, priority=low) if self.cuda else None
+        self.capture = torch.cuda.Stream(self.device, priority=high) if self.cuda and priority else None
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -109,6 +115,6 @@ class OverlapGraph:
         graph = torch.cuda.CUDAGraph()
         # thread_local, as Inductor's own CUDA graphs: the extraction pipeline copies the next batch to the
         # GPU from another thread while this one may be capturing
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), self._limits():
+        with torch.cuda.graph(graph, stream=self.capture, capture_error_mode="thread_local"), self._limits():
             static_map = self._features(static_in)
         return graph, static_in, static_map
