@@ -121,9 +121,9 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("compile", given, sweep) == given
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
-                                        "channels_last, cls_key_apart, coordinate_descent, cuda_graph, dynamic, fast, fold, "
-                                        "freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, readout_split, sdpa, "
-                                        "shape_padding, tf32, "
+                                        "branch_priority, channels_last, cls_key_apart, coordinate_descent, cuda_graph, "
+                                        "dynamic, fast, fold, freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, "
+                                        "pos_cache, readout_split, sdpa, shape_padding, tf32, "
                                         "upsample_norm, variant, weights_channels_last"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])
     with pytest.raises(LsegError, match="unknown option dynamic for torch; their options are: cuda_graph, tf32"):
