@@ -146,7 +146,7 @@ def test_stage_runner_hands_channels_last_maps_between_stages_when_asked(tiny_rn
     from lsegrt.profile import ChannelsLastMaps, _stage_runner
 
     cand = parse_candidate(f"compile:fp32:channels_last={str(channels_last).lower()}")
-    stages, runners, _, _ = _stage_runner(tiny_rn, cand, torch.device("cpu"), 2)
+    stages, runners, _, _ = _stage_runner(tiny_rn, cand, torch.device("cpu"), 2, 64, 96)
     inner = [r._orig_mod for r in runners]  # torch.compile's wrapper: nothing compiles before a call
     assert not isinstance(inner[0], ChannelsLastMaps) and stages[-1].kind == "norm"
     assert not isinstance(inner[-1], ChannelsLastMaps)  # the head's output as it comes
@@ -166,3 +166,16 @@ def test_stage_runner_hands_channels_last_maps_between_stages_when_asked(tiny_rn
     assert len(seen) == len(stages) and all(seen[1:-1])
     assert all(flags == [channels_last] * len(flags) for flags in seen[1:-1])
     torch.testing.assert_close(state[0], plain[0])
+
+
+def test_stage_runner_caches_the_position_embedding_for_the_profiled_size(tiny_vit):
+    """With ``pos_cache`` the stage-wise run embeds as the backend's call does: from the cached embedding."""
+    import torch
+
+    from lsegrt.model.vit import pos_cache_trunks
+    from lsegrt.profile import _stage_runner
+
+    stages, _, _, _ = _stage_runner(tiny_vit, parse_candidate("compile:fp32:pos_cache=true"), torch.device("cpu"),
+                                    2, 64, 96)
+    (trunk,) = {id(t): t for s in stages for t in pos_cache_trunks(s.module)}.values()
+    assert list(trunk.pos_embeds) == [(4, 6)]
