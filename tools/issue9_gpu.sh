@@ -6,7 +6,8 @@
 #
 #   bench:V          lsegrt bench --candidate stock [--candidate CAND], batch 1 and 8, 384 / 480x640 / 1024
 #                    (one table, "× first" = speedup over stock)                         [~3 min per set]
-#   ablate:V         stock, fast, and fast with each of its options off in turn (fast,X=false), then CAND's
+#   ablate:V         stock, fast, and fast with each of its options undone in turn (fast,X=false, or
+#                    shape_padding=true), then CAND's
 #                    option sets, batch 1, at BENCH_SIZES: which options still pay, on this GPU
 #                                                                         [ViT-L/16: ~20 s per candidate and size]
 #   compare:V        lsegrt compare --candidate stock [--candidate CAND] vs fp32 eager, bundled photos, 384 + 480x640
@@ -74,10 +75,11 @@ for phase in "$@"; do
       timeout "${PHASE_TIMEOUT:-400}" $L bench --variant "$v" "${CANDS[@]}" $BATCHES \
         $CG $SIZES $T $DEV --out "/tmp/b9_$v" 2>&1 | quiet | tail -16
       cp "/tmp/b9_$v/bench.json" "$OUT/bench_issue9_$v.json" ;;
-    ablate)  # stock, fast, and fast with each of its options off in turn, at BENCH_SIZES, batch 1 (one table)
+    ablate)  # stock, fast, and fast with each of its options undone in turn, at BENCH_SIZES, batch 1 (one table)
       ABL=(--candidate "compile:$PREC" --candidate "compile:$PREC:fast=true")
-      for o in $($PY -c "from lsegrt.backends.compiled import FAST; print(' '.join(FAST))"); do
-        ABL+=(--candidate "compile:$PREC:fast=true,$o=false")
+      for o in $($PY -c "from lsegrt.backends.compiled import FAST
+print(' '.join(f'{k}={str(not v).lower()}' for k, v in FAST.items()))"); do
+        ABL+=(--candidate "compile:$PREC:fast=true,$o")
       done
       ABL+=("${CANDS[@]:2}")  # CAND's option sets after them, e.g. CAND="--option fast=true --option pdl=true"
       timeout "${PHASE_TIMEOUT:-560}" $L bench --variant "$v" "${ABL[@]}" --batch 1 \

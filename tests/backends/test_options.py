@@ -168,7 +168,7 @@ def test_pdl_is_refused_where_inductor_cannot_generate_it(monkeypatch):
     monkeypatch.setattr(compiled, "pdl_supported", lambda: False)
     with pytest.raises(LsegError, match=r"option pdl=true: torch .* has no PDL support"):
         compiled.CompileOptions.parse({"pdl": True, "fast": True})
-    assert not compiled.CompileOptions.parse({"fast": True}).pdl  # the bundle never asks for it
+    assert not compiled.CompileOptions.parse({"fast": True}).pdl  # the bundle asks for it only where it exists
 
 
 def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
@@ -178,7 +178,8 @@ def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
     assert off.inductor_options()["shape_padding"] is False and off.record()["shape_padding"] is False
     assert CompileOptions.parse({}).shape_padding is True  # Inductor's own default, recorded as such
     assert CompileOptions.parse({}).inductor_options() is None  # stock: mode= alone
-    assert "shape_padding" not in CompileOptions.parse({"fast": True}).inductor_options()
+    assert "shape_padding" not in CompileOptions.parse({"fast": True}, "resnet").inductor_options()
+    assert "shape_padding" not in CompileOptions.parse({"fast": True, "shape_padding": True}).inductor_options()
 
 
 def test_branch_priority_needs_overlap_and_stays_off_the_pieces(tiny_vit):
@@ -194,3 +195,30 @@ def test_branch_priority_needs_overlap_and_stays_off_the_pieces(tiny_vit):
     with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, overlap=True, branch_priority=True) as enc:
         assert enc.describe()["options"]["branch_priority"] is True
         torch.testing.assert_close(enc(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_fills_the_vit_only_options_for_a_vit_and_leaves_them_stock_for_a_resnet():
+    from lsegrt.backends.compiled import FAST, FAST_VIT_ONLY, CompileOptions, pdl_supported
+
+    vit, rn = CompileOptions.parse({"fast": True}, "vit"), CompileOptions.parse({"fast": True}, "resnet")
+    stock = CompileOptions.parse({})
+    for name in FAST_VIT_ONLY:
+        assert getattr(rn, name) == getattr(stock, name), name
+        assert getattr(vit, name) == (FAST[name] if name != "pdl" else pdl_supported()), name
+    for name in set(FAST) - set(FAST_VIT_ONLY):
+        assert getattr(vit, name) == getattr(rn, name) == FAST[name], name
+    assert not vit.shape_padding and vit.pos_cache and vit.branch_priority
+    assert vit.inductor_options()["shape_padding"] is False
+    # where another option rules one out, the bundle leaves it stock instead of failing
+    assert not CompileOptions.parse({"fast": True, "overlap": False}, "vit").branch_priority
+    assert not CompileOptions.parse({"fast": True, "overlap": False, "dynamic": True}, "vit").pos_cache
+    # the caller's own value wins over the bundle's, for either backbone
+    assert CompileOptions.parse({"fast": True, "shape_padding": True}, "vit").shape_padding
+    assert CompileOptions.parse({"fast": True, "pos_cache": True}, "resnet").pos_cache
+
+
+def test_the_compile_backend_fills_fast_for_its_models_backbone(tiny_vit, tiny_rn):
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True) as enc:
+        assert enc.describe()["options"]["pos_cache"] is True and enc.pos_trunks
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_rn, fast=True) as enc:
+        assert enc.describe()["options"]["pos_cache"] is False and enc.describe()["options"]["shape_padding"]

@@ -13,9 +13,11 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
-  ``weights_channels_last``, ``readout_split``; each only where the caller left it unset). On an H100
-  (tenth session, batch 1): ViT-L/16 1.24× at 384², 1.18× at 1024²; RN101 1.28× at 384², 1.34× at 1024²;
-  same fidelity. It is not the default: stock stays the reference.
+  ``weights_channels_last``, ``readout_split``, ``shape_padding=false``, ``pos_cache``, ``branch_priority``,
+  ``pdl``; each only where the caller left it unset). On an H100 (fourteenth session, batch 1, same call):
+  ViT-L/16 1.26× at 384² and 480×640, 1.25× at 1024²; RN101 1.28× at 384², 1.34× at 1024² (tenth session,
+  before the last four, which touch only the ViT or the overlap); same fidelity. It is not the default:
+  stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
@@ -38,11 +40,20 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   2.11 → 2.04 ms at 384²; RN101 1.32 → 1.21 ms at 384², 3.35 → 3.21 ms at 1024².
 - ``readout_split``: the ViT readout W·[patch ‖ class] + b as W_patch·patch + (W_class·class + b): no
   concatenated copy, half the GEMM's depth (exact up to rounding; with the above, 2.04 → 2.02 ms at 384²).
-- ``pdl``: Inductor's Triton kernels with programmatic dependent launch (Hopper and later): with ``fast``
-  1.97 → 1.90 ms at 384² on an H200, 1.97 → 1.96 on an H100, nothing at 1024². Not in ``fast``: Inductor
-  then launches through Triton's own launchers and a new process compiles some kernels again; with the
-  launchers in the saved build its first inference took 7.2–7.4 s from opening it (``fast``: 5.4–5.7 s;
-  13.1 s before the build carried them).
+- ``shape_padding=false``: Inductor pads no GEMM. Its default pads the 577-row (384²) attention output to 584
+  rows with a copy before every block's proj, a copy its timing never weighs (cuDNN's attention writes a
+  fixed layout); off, ViT-L/16 ``fast`` at 1024² went 11.41 → 10.96 ms on an H100 (384²: 2.00 ms either way).
+- ``pos_cache``: the ViT position embedding resized once per input size before the compiled call
+  (:meth:`~lsegrt.model.vit.ViTTrunk.cache_pos_embed`), read by the graph as an input instead of
+  interpolated on every call (exact); with ``fast`` on an H100 2.00 → 1.95 ms at 384², 11.41 → 11.30 at 1024².
+- ``branch_priority`` (needs ``overlap``): the backbone captured at the highest stream priority, the side
+  branches at the lowest (PyTorch instantiates graphs with per-node priorities), so that branch kernels
+  take the SMs the backbone leaves idle instead of delaying it: with ``fast`` 11.41 → 11.35 ms at 1024².
+- ``pdl``: Inductor's Triton kernels with programmatic dependent launch (Hopper and later; elsewhere
+  Inductor emits none): with the three above, 1.96 → 1.92 ms at 384², 10.85 → 10.76 ms at 1024² on an H100.
+  Inductor then launches through Triton's own launchers, which the saved build carries
+  (:mod:`.compiled_libraries`); the first inference from a saved build took 5.2–5.3 s from opening it
+  (fourteenth session; 7.2–7.4 s on a machine new to the build, eleventh).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -95,10 +106,12 @@ GEMM_TILES = ((64, 64, 128, 5, 4), (64, 128, 64, 3, 4), (64, 128, 128, 4, 4), (1
 SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # ``fast=true``: the options measured faster than stock on an H200 or H100 (docs/BENCHMARKS.md), each one only
 # where the caller did not set it.
+# `pdl` only where this torch's Inductor has it (and Inductor itself emits it only on Hopper and later).
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
-        "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True}
-# Not `pdl`: 0.03-0.07 ms faster at 384² on an H200, 0.01 ms on an H100, and a saved build's first inference
-# about 1.7 s later (docs/BENCHMARKS.md, sixth and eleventh sessions).
+        "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True,
+        "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True}
+# Measured with ViT-L/16 only (fourteenth session): a ResNet's `fast` leaves them out until measured for RN101.
+FAST_VIT_ONLY = ("shape_padding", "pos_cache", "branch_priority", "pdl")
 
 
 def pdl_supported() -> bool:
@@ -192,19 +205,27 @@ class CompileOptions:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["switch"])
 
     @classmethod
-    def parse(cls, options: dict[str, Any]) -> "CompileOptions":
-        """Options as given to :meth:`Encoder.open` → validated; unknown keys and bad values refused."""
+    def parse(cls, options: dict[str, Any], backbone: str | None = None) -> "CompileOptions":
+        """Options as given to :meth:`Encoder.open` → validated; unknown keys and bad values refused.
+        ``backbone`` (the model's, "vit" or "resnet"; None: validation only) picks what ``fast`` fills in:
+        a ResNet's bundle leaves out :data:`FAST_VIT_ONLY`."""
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
             raise LsegError(f"unknown option(s) for the compile backend: {', '.join(unknown)}; "
                             f"valid: {', '.join(cls.names())}")
         parsed = cls(**{name: _typed(name, option, options.get(name)) for name, option in cls.table().items()})
         if parsed.fast:  # the bundle fills what the caller left unset, where it can apply
-            fill = dict(FAST)
+            fill = {k: v for k, v in FAST.items() if backbone != "resnet" or k not in FAST_VIT_ONLY}
             if parsed.fold is False:  # upsample_norm moves fold's merged head
                 fill["upsample_norm"] = False
             if parsed.channels_last is False:  # weights laid out as the maps are
                 fill["weights_channels_last"] = False
+            if parsed.overlap is False and "branch_priority" in fill:  # it orders overlap's two streams
+                fill["branch_priority"] = False
+            if parsed.dynamic and "pos_cache" in fill:  # one embedding per input size
+                fill["pos_cache"] = False
+            if not pdl_supported() and "pdl" in fill:
+                fill["pdl"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:
             if parsed.dynamic:
@@ -401,8 +422,9 @@ class CompiledEncoder(Encoder):
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
-        opts = CompileOptions.parse(options)
+        CompileOptions.parse(options)  # bad options fail before a model is built
         model = resolve_model(checkpoint, device, variant)
+        opts = CompileOptions.parse(options, model.config.backbone)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)
         return cls(model, device, precision, opts, Path(engine) if engine is not None else None)
@@ -469,7 +491,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
     from ..sidecar import publish, staging
 
     device = torch.device(device)
-    opts = CompileOptions.parse(options or {})
+    opts = CompileOptions.parse(options or {}, model.config.backbone)
     path = check_output_path(path)
     shapes = [tuple(int(v) for v in s) for s in shapes]
     for b, h, w in shapes:
