@@ -483,6 +483,65 @@ def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_reco
     assert f"`async_compile_cache_miss` counter reads {misses[0]} where the ninth session's `fast` read {misses[1]}" in flat
 
 
+def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
+    from lsegrt.backends.compiled import CompileOptions
+
+    section = _between("### Fourteenth session", "### Thirteenth session")
+    flat = _flat(section)
+    day = "2026-12-06"
+    names = {k: f"bench_fourteenth_{k}_vit_l16_h100_{day}.json" for k in ("options", "repeat", "pdl", "batch8")}
+    cmp_name, first_name = f"compare_fourteenth_vit_l16_h100_{day}.json", f"first_inference_fourteenth_h100_{day}.json"
+    _assert_rendered(section, bench=list(names.values()), compare=[cmp_name], first=[first_name])
+
+    def p50(kind):
+        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
+                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+
+    st, fa = "compile:fp16", "compile:fp16:fast=true"
+    three = "compile:fp16:branch_priority=true,fast=true,pos_cache=true,shape_padding=false"
+    full = "compile:fp16:branch_priority=true,fast=true,pdl=true,pos_cache=true,shape_padding=false"
+    one = p50("options")
+    alone = {"`shape_padding=false`": "compile:fp16:fast=true,shape_padding=false",
+             "`pos_cache`": "compile:fp16:fast=true,pos_cache=true",
+             "`branch_priority`": "compile:fp16:branch_priority=true,fast=true"}
+    assert f"`fast` ({one[fa, '384', 1]:.2f} / {one[fa, '1024', 1]:.2f} ms at 384² / 1024² in call 1)" in flat
+    for label, cand in alone.items():
+        assert f"{label} {one[cand, '384', 1]:.2f} / {one[cand, '1024', 1]:.2f} ms" in flat
+    assert f"the three together {one[three, '384', 1]:.2f} / {one[three, '1024', 1]:.2f} ms" in flat
+    two = p50("repeat")
+    assert (f"{two[three, '384', 1]:.2f} / {two[three, '1024', 1]:.2f} ms against `fast`'s {two[fa, '384', 1]:.2f} / "
+            f"{two[fa, '1024', 1]:.2f} ms (stock {two[st, '384', 1]:.2f} / {two[st, '1024', 1]:.2f})") in flat
+    three_ms = p50("pdl")
+    steps = ", ".join(f"{three_ms[three, s, 1]:.2f} → {three_ms[full, s, 1]:.2f} ms at {label}"
+                      for s, label in (("384", "384²"), ("480x640", "480×640")))
+    assert (f"{steps} and {three_ms[three, '1024', 1]:.2f} → {three_ms[full, '1024', 1]:.2f} ms at 1024²"
+            in flat)
+    x = {s: three_ms[st, s, 1] / three_ms[full, s, 1] for s in ("384", "480x640", "1024")}
+    assert (f"**{x['384']:.3f}× at 384²** ({three_ms[st, '384', 1]:.2f} → {three_ms[full, '384', 1]:.2f} ms" in flat
+            and f"**{x['480x640']:.3f}× at 480×640** and **{x['1024']:.3f}× at 1024²** "
+                f"({three_ms[st, '1024', 1]:.2f} → {three_ms[full, '1024', 1]:.2f} ms: 1.25× of this call's stock "
+                f"would be {three_ms[st, '1024', 1] / 1.25:.2f} ms" in flat)
+    assert x["384"] >= 1.25 > x["1024"] and three_ms[full, "384", 1] <= 1.95
+    b8 = p50("batch8")
+    y8 = [b8[st, s, 8] / b8[full, s, 8] for s in ("384", "1024")]
+    assert f"Batch 8 (call 5): {y8[0]:.3f}× at 384², {y8[1]:.3f}× at 1024²" in flat
+    assert (f"1.264× / 1.248× ({three_ms[full, '384', 1]:.2f} / {three_ms[full, '1024', 1]:.2f} ms; 480×640 "
+            f"{x['480x640']:.3f}×; batch 8, another call: {y8[0]:.3f}× / {y8[1]:.3f}×)") in _flat(VERDICT)
+    # what ships is what was measured: a ViT's `fast` resolves to the measured candidate's options
+    record = next(r for r in json.loads((MEASURED / names["pdl"]).read_text())["records"] if r["candidate"] == full)
+    assert CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record() == record["encoder"]["options"]
+    # fidelity (without pdl) and the first inference, as quoted
+    agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
+    a3, ast_ = agg[three], agg[st]
+    assert (f"mean cosine of {a3['mean_cosine']:.7f} and label agreement {a3['agreement']:.3f} % (stock compile "
+            f"{ast_['mean_cosine']:.7f}, {ast_['agreement']:.3f} %)") in flat
+    assert a3["mean_cosine"] >= 0.9995 and a3["agreement"] >= 99.5
+    first, t = _first_inference(first_name)
+    assert (f"{t[0]['first_call_s'] - t[0]['open_s']:.2f} and {t[1]['first_call_s'] - t[1]['open_s']:.2f} s from "
+            f"opening the build, {t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start") in flat
+    assert first["saved"]["counters"]["inductor"]["fxgraph_cache_hit"] == 8 and first["saved"]["options"]["pdl"]
+
+
 def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come_from_the_records():
     section = _between("### Thirteenth session", "### Twelfth session")
     flat = _flat(section)

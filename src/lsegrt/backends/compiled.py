@@ -186,9 +186,10 @@ class CompileOptions:
                                          "GEMM faster (its default); off: no padding copies (e.g. ViT-L/16's "
                                          "577-row attention output before proj)", stock=True)
     pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
-                               "saved build's first call then compiles kernels: seconds slower)", stock=False)
-    fast: bool = _option(bool, "the options measured faster on an H200 or H100: " + ", ".join(FAST)
-                         + " (each unless set)", default=False)
+                               "saved build carries the Triton launchers they need)", stock=False)
+    fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
+                         + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
+                         + " (each unless set; the last four for a ViT only)", default=False)
 
     @classmethod
     def table(cls) -> dict[str, Option]:
