@@ -59,7 +59,9 @@ def test_fast_fills_only_what_the_caller_left_unset():
     opts = CompileOptions.parse({"fast": True, "channels_last": False})
     assert (opts.overlap, opts.patch_gemm, opts.gelu_epilogue, opts.channels_last, opts.fold) == (True, True, True,
                                                                                                   False, True)
-    assert opts.cls_key_apart and opts.upsample_norm and not opts.pdl  # pdl: opt-in (saved builds load slower)
+    assert opts.cls_key_apart and opts.upsample_norm
+    assert not CompileOptions.parse({"fast": True}, "resnet").pdl  # measured with a ViT only (FAST_VIT_ONLY)
+    assert CompileOptions.parse({"fast": True, "pdl": False}, "vit").pdl is False
     stock = CompileOptions.parse({})
     assert (stock.overlap, stock.patch_gemm, stock.gelu_epilogue, stock.fold, stock.fast) == (False,) * 5
     assert (stock.cls_key_apart, stock.upsample_norm, stock.pdl) == (False,) * 3
