@@ -508,6 +508,10 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     for label, cand in alone.items():
         assert f"{label} {one[cand, '384', 1]:.2f} / {one[cand, '1024', 1]:.2f} ms" in flat
     assert f"the three together {one[three, '384', 1]:.2f} / {one[three, '1024', 1]:.2f} ms" in flat
+    sp = alone["`shape_padding=false`"]
+    assert one[sp, "384", 1] == one[fa, "384", 1]  # the thirteenth section's pointer: no change at 384²
+    assert (f"Measured in the fourteenth session (above): no change at 384², "
+            f"{one[fa, '1024', 1] - one[sp, '1024', 1]:.2f} ms less at 1024².") in _flat(DOC)
     two = p50("repeat")
     assert (f"{two[three, '384', 1]:.2f} / {two[three, '1024', 1]:.2f} ms against `fast`'s {two[fa, '384', 1]:.2f} / "
             f"{two[fa, '1024', 1]:.2f} ms (stock {two[st, '384', 1]:.2f} / {two[st, '1024', 1]:.2f})") in flat

@@ -15,9 +15,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
   ``weights_channels_last``, ``readout_split``, ``shape_padding=false``, ``pos_cache``, ``branch_priority``,
   ``pdl``; each only where the caller left it unset). On an H100 (fourteenth session, batch 1, same call):
-  ViT-L/16 1.26× at 384² and 480×640, 1.25× at 1024²; RN101 1.28× at 384², 1.34× at 1024² (tenth session,
-  before the last four, which touch only the ViT or the overlap); same fidelity. It is not the default:
-  stock stays the reference.
+  ViT-L/16 1.26× at 384² and 480×640, 1.25× at 1024²; RN101, whose ``fast`` leaves the last four out
+  (:data:`FAST_VIT_ONLY`, measured with ViT-L/16 only), 1.28× at 384², 1.34× at 1024² (tenth session); same
+  fidelity. It is not the default: stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
