@@ -509,7 +509,7 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
         assert f"{label} {one[cand, '384', 1]:.2f} / {one[cand, '1024', 1]:.2f} ms" in flat
     assert f"the three together {one[three, '384', 1]:.2f} / {one[three, '1024', 1]:.2f} ms" in flat
     sp = alone["`shape_padding=false`"]
-    assert one[sp, "384", 1] == one[fa, "384", 1]  # the thirteenth section's pointer: no change at 384²
+    assert f"{one[sp, '384', 1]:.2f}" == f"{one[fa, '384', 1]:.2f}"  # "no change at 384²", to the quoted digits
     assert (f"Measured in the fourteenth session (above): no change at 384², "
             f"{one[fa, '1024', 1] - one[sp, '1024', 1]:.2f} ms less at 1024².") in _flat(DOC)
     two = p50("repeat")
