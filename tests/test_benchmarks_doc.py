@@ -724,3 +724,25 @@ def test_issue9_eleventh_session_ablation_candidates_launchers_and_reference_com
     from lsegrt.compare import REFERENCE
 
     assert f"default reference is now strict fp32, `{REFERENCE.label}`" in flat and REFERENCE.label.endswith("tf32=false")
+
+
+def test_finish_table_adds_a_row_per_timed_tile_of_the_kernel(tmp_path):
+    """tools/issue9_probe.py --finish times the kernel with other tiles (FINISH_TILES): one row each, after the
+    fixed rows, in tile order; a record without them renders as before."""
+    probe = _tool("issue9_probe")
+    rows = []
+    for size, base in ((384, 10.0), (1024, 200.0)):
+        row = {"op": "finish", "size": size, "kernel_cl_ms": base / 1000}
+        for i, tile in enumerate(probe.FINISH_TILES):
+            row[probe.finish_tile_key(tile) + "_ms"] = (base + i) / 1000
+            row[probe.finish_tile_key(tile) + "_max_abs_diff_fp32"] = 1e-7
+        rows.append(row)
+    path = tmp_path / "issue9_finish.json"
+    path.write_text(json.dumps({"micro": rows}))
+    table = _tables().finish_table(path).splitlines()
+    tiles = [line for line in table if "pixels per program" in line]
+    assert len(tiles) == len(probe.FINISH_TILES)
+    assert tiles[0].startswith("| · the kernel alone, 16 pixels per program, 4 warps | 10.0 | 200.0 | 1.0e-07")
+    assert "64 pixels per program, 8 warps, streaming store" in tiles[4] and "| 14.0 | 204.0 |" in tiles[4]
+    path.write_text(json.dumps({"micro": [{"op": "finish", "size": 384, "kernel_cl_ms": 0.01}]}))
+    assert "pixels per program" not in _tables().finish_table(path)

@@ -9,6 +9,7 @@ One table per JSON file (each file is one run), and per variant one latency plot
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -189,7 +190,11 @@ def finish_table(path: Path) -> str:
     rows = [r for r in json.loads(path.read_text())["micro"] if r["op"] == "finish"]
     out = [f"`{path.name}`", "", "| variant | " + " | ".join(f"{r['size']}² µs" for r in rows)
            + " | " + " | ".join(f"max abs diff {r['size']}²" for r in rows) + " |", "|---" * (1 + 2 * len(rows)) + "|"]
-    for key, label in FINISH:
+    tiles = sorted({m.groups() for r in rows for k in r if (m := re.fullmatch(r"kernel_cl_(\d+)x(\d+)(_cs)?_ms", k))},
+                   key=lambda t: (int(t[0]), int(t[1]), bool(t[2])))
+    labels = list(FINISH) + [(f"kernel_cl_{x}x{w}{cs or ''}", f"· the kernel alone, {x} pixels per program, {w} warps"
+                              + (", streaming store" if cs else "")) for x, w, cs in tiles]
+    for key, label in labels:
         diffs = [f"{r[key + '_max_abs_diff_fp32']:.1e}" if key + "_max_abs_diff_fp32" in r else "—" for r in rows]
         out.append(f"| {label} | " + " | ".join(_us(r, key + "_ms") for r in rows) + " | " + " | ".join(diffs) + " |")
     return "\n".join(out)

@@ -497,11 +497,23 @@ def attention_apart_bench(res: dict) -> None:
         res["micro"].append(row)
 
 
+# (output pixels per program, warps, streaming store) for the finish kernel, besides its default (TILE)
+FINISH_TILES = ((16, 4, False), (32, 4, False), (32, 8, True), (64, 8, False), (64, 8, True), (64, 16, False),
+                (128, 16, False))
+
+
+def finish_tile_key(tile) -> str:
+    """The record key of the finish kernel with ``tile``, e.g. kernel_cl_64x8_cs."""
+    block_x, warps, stream = tile
+    return f"kernel_cl_{block_x}x{warps}" + ("_cs" if stream else "")
+
+
 def finish_bench(res: dict) -> None:
     """The encoder's last step at 384² and 1024² (refinenet1's mixed map, 256 channels at H/4, channels
     last as `fast` makes it): Inductor's version as `fold` compiles it (×2 upsampling, merged 1×1 head, L2
     norm) against the head before the upsampling and `lsegrt.model.upsample_norm`'s Triton kernel, on the
-    convolution's channels-last output or a matmul's NCHW output; max |difference| to the fp32 reference.
+    convolution's channels-last output or a matmul's NCHW output, and the kernel with other tiles
+    (:data:`FINISH_TILES`: pixels per program, warps, streaming store); max |difference| to the fp32 reference.
     (The record of 2026-12-03 also has a two-pass kernel over channel chunks, measured at commit e0c5ac2
     and slower everywhere.)"""
     import torch
@@ -536,6 +548,7 @@ def finish_bench(res: dict) -> None:
             "kernel_nchw": lambda: _triton(y_nchw, bias),
             "conv_cl+kernel": lambda: _triton(conv(), bias),
             "mm_nchw+kernel": lambda: _triton(mm(), bias),
+            **{finish_tile_key(t): (lambda t=t: _triton(y_cl, bias, t)) for t in FINISH_TILES},
         }
         row = {"op": "finish", "size": size, "map": [256, s, s], "out_mb": round(512 * 4 * s * s * 4 / 1e6, 1)}
         for name, fn in variants.items():

@@ -7,12 +7,13 @@ import triton.language as tl
 @triton.jit
 def upsample2x_normalize_kernel(x_ptr, bias_ptr, out_ptr, C, h, w, H, W, scale_y, scale_x,
                                 sx_b, sx_c, sx_y, sx_x, eps,
-                                CP: tl.constexpr, BLOCK_X: tl.constexpr):
+                                CP: tl.constexpr, BLOCK_X: tl.constexpr, STREAM: tl.constexpr = False):
     """One program: BLOCK_X pixels of output row ``yo`` of image ``b``, all C channels.
 
     Bilinear weights as PyTorch's upsample_bilinear2d (align_corners=True, fp32 source coordinates);
     the channel vector is formed in fp32, the bias added, divided by its norm (floored at ``eps``) and
-    stored into the float32 NCHW output, contiguous along x.
+    stored into the float32 NCHW output, contiguous along x; ``STREAM``: with the streaming cache hint
+    (the output, 537 MB at 1024², is never read back here).
     """
     xo = tl.program_id(0) * BLOCK_X + tl.arange(0, BLOCK_X)
     yo = tl.program_id(1)
@@ -47,5 +48,8 @@ def upsample2x_normalize_kernel(x_ptr, bias_ptr, out_ptr, C, h, w, H, W, scale_y
     norm = tl.sqrt(tl.sum(v * v, axis=0))
     v = v / tl.maximum(norm, eps)[None, :]
     dst = out_ptr + b * (C * H * W) + c[:, None] * (H * W) + yo * W + xo[None, :]
-    tl.store(dst, v, mask=mask)
+    if STREAM:
+        tl.store(dst, v, mask=mask, cache_modifier=".cs")
+    else:
+        tl.store(dst, v, mask=mask)
 

@@ -49,7 +49,14 @@ def _kernel_fits(x: torch.Tensor) -> bool:
     return x.shape[1] <= MAX_CHANNELS and x.numel() > 0
 
 
-def _triton(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+# 32 output pixels × all channels per program, 8 warps: on an H200 at 1024², 0.234 ms against 0.378 ms for two
+# passes over 32-channel chunks of 128 pixels; on a NCHW input 10× slower (the gathers along x are not
+# vectorized), so the head keeps the convolution's channels-last output (docs/BENCHMARKS.md). Other tiles
+# and the streaming store are for tools/issue9_probe.py --finish to time.
+TILE = (32, 8, False)  # (output pixels per program, warps, streaming store)
+
+
+def _triton(x: torch.Tensor, bias: torch.Tensor, tile: tuple[int, int, bool] = TILE) -> torch.Tensor:
     import triton
 
     from ._upsample_norm_kernel import upsample2x_normalize_kernel
@@ -57,14 +64,11 @@ def _triton(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     H, W = 2 * h, 2 * w
     out = torch.empty(b, c, H, W, device=x.device, dtype=torch.float32)
-    # 32 output pixels × all channels per program: on an H200 at 1024², 0.234 ms against 0.378 ms for two
-    # passes over 32-channel chunks of 128 pixels; on a NCHW input 10× slower (the gathers along x are not
-    # vectorized), so the head keeps the convolution's channels-last output (docs/BENCHMARKS.md)
-    block_x = 32
+    block_x, warps, stream = tile
     upsample2x_normalize_kernel[(triton.cdiv(W, block_x), H, b)](
         x, bias, out, c, h, w, H, W, (h - 1) / (H - 1), (w - 1) / (W - 1),
         x.stride(0), x.stride(1), x.stride(2), x.stride(3), EPS,
-        CP=triton.next_power_of_2(c), BLOCK_X=block_x, num_warps=8)
+        CP=triton.next_power_of_2(c), BLOCK_X=block_x, STREAM=stream, num_warps=warps)
     return out
 
 
