@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
@@ -516,6 +517,16 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     assert (f"{two[three, '384', 1]:.2f} / {two[three, '1024', 1]:.2f} ms against `fast`'s {two[fa, '384', 1]:.2f} / "
             f"{two[fa, '1024', 1]:.2f} ms (stock {two[st, '384', 1]:.2f} / {two[st, '1024', 1]:.2f})") in flat
     three_ms = p50("pdl")
+    # call-to-call moves of a candidate's p50 at 1024², against the spread within a call
+    moves = [abs(a - b) for c in (st, fa, three)
+             for a, b in itertools.combinations([d[c, "1024", 1] for d in (one, two, three_ms) if (c, "1024", 1) in d], 2)]
+    assert len(moves) == 3 + 1 + 3  # stock and the three in all three calls, fast in two
+    assert f"a candidate's p50 moved by at most {max(moves):.2f} ms from call to call (calls 1–3)" in flat
+    stds = [r["gpu_ms_std"] for k in ("options", "repeat", "pdl")
+            for r in json.loads((MEASURED / names[k]).read_text())["records"] if r.get("size") == 1024]
+    assert f"standard deviations there are {min(stds):.2f}–{max(stds):.2f} ms" in flat
+    assert (f"a single step of {one[fa, '1024', 1] - one[alone['`branch_priority`'], '1024', 1]:.2f} ms "
+            "(`branch_priority`) is not shown to be real") in flat
     steps = ", ".join(f"{three_ms[three, s, 1]:.2f} → {three_ms[full, s, 1]:.2f} ms at {label}"
                       for s, label in (("384", "384²"), ("480x640", "480×640")))
     assert (f"{steps} and {three_ms[three, '1024', 1]:.2f} → {three_ms[full, '1024', 1]:.2f} ms at 1024²"
