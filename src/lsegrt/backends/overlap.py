@@ -52,13 +52,13 @@ class OverlapGraph:
         self.finish = compile_fn(split.finish)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        # ``priority``: capture the backbone on a stream of the highest priority and the branches on one of
-        # the lowest. PyTorch instantiates graphs with cudaGraphInstantiateFlagUseNodePriority, so each kernel
-        # node keeps its capture stream's priority: the block scheduler then hands an SM to a branch's thread
-        # blocks only when no backbone block waits (a hint; running blocks are never preempted).
-        low, high = (0, -64) if priority else (0, 0)  # out-of-range priorities are clamped to the device's
-        self.side = torch.cuda.Stream(self.device, priority=low) if self.cuda else None
-        self.capture = torch.cuda.Stream(self.device, priority=high) if self.cuda and priority else None
+        self.side = torch.cuda.Stream(self.device) if self.cuda else None  # priority 0: CUDA's lowest
+        # ``priority``: capture the backbone on a stream of the highest priority (-64 is clamped to the
+        # device's), the branches staying on the lowest. PyTorch instantiates graphs with
+        # cudaGraphInstantiateFlagUseNodePriority, so each kernel node keeps its capture stream's priority:
+        # the block scheduler then hands an SM to a branch's thread blocks only when no backbone block waits
+        # (a hint; running blocks are never preempted). None: torch.cuda.graph's own capture stream.
+        self.capture = torch.cuda.Stream(self.device, priority=-64) if self.cuda and priority else None
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -35,12 +35,17 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(3, dim, patch, stride=patch)
 
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """(gh, gw): the patches of an input of this size (pixels past the last full patch ignored)."""
+        p = self.proj.stride[0]
+        return height // p, width // p
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.as_gemm:
             return self.proj(x)
         p = self.proj.stride[0]
         b, c, h, w = x.shape
-        gh, gw = h // p, w // p
+        gh, gw = self.grid(h, w)
         patches = x[:, :, :gh * p, :gw * p].reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
         y = F.linear(patches.reshape(b, gh * gw, c * p * p), self.proj.weight.flatten(1), self.proj.bias)
         return y.transpose(1, 2).reshape(b, -1, gh, gw)
@@ -121,8 +126,7 @@ class ViTTrunk(nn.Module):
         added). A no-op for a size already cached, or with the switch off."""
         if not self.pos_cache:
             return
-        p = self.patch_embed.proj.stride[0]
-        grid = (height // p, width // p)
+        grid = self.patch_embed.grid(height, width)
         if grid not in self.pos_embeds:
             with torch.no_grad():
                 self.pos_embeds[grid] = self.resized_pos_embed(*grid).to(self.cls_token.dtype)
