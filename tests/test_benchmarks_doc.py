@@ -753,7 +753,87 @@ def test_finish_table_adds_a_row_per_timed_tile_of_the_kernel(tmp_path):
     table = _tables().finish_table(path).splitlines()
     tiles = [line for line in table if "pixels per program" in line]
     assert len(tiles) == len(probe.FINISH_TILES)
-    assert tiles[0].startswith("| · the kernel alone, 16 pixels per program, 4 warps | 10.0 | 200.0 | 1.0e-07")
-    assert "64 pixels per program, 8 warps, streaming store" in tiles[4] and "| 14.0 | 204.0 |" in tiles[4]
+    assert tiles[0].startswith("| · the kernel alone, 8 pixels per program, 2 warps | 10.0 | 200.0 | 1.0e-07")
+    assert "16 pixels per program, 4 warps, streaming store" in tiles[3] and "| 13.0 | 203.0 |" in tiles[3]
     path.write_text(json.dumps({"micro": [{"op": "finish", "size": 384, "kernel_cl_ms": 0.01}]}))
     assert "pixels per program" not in _tables().finish_table(path)
+
+
+def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records():
+    from lsegrt.backends.compiled import FAST_VIT_ONLY, CompileOptions
+    from lsegrt.model.upsample_norm import TILE
+
+    section = _between("### Fifteenth session", "### Fourteenth session")
+    flat = _flat(section)
+    day = "2026-12-07"
+    vit, rn = f"bench_fifteenth_vit_l16_h100_{day}.json", f"bench_fifteenth_rn101_h100_{day}.json"
+    cmp_name, prof = f"compare_fifteenth_rn101_h100_{day}.json", f"profile_fifteenth_vit_l16_1024_h100_{day}.json"
+    finish = MEASURED / f"issue9_finish_fifteenth_h100_{day}.json"
+    _assert_rendered(section, bench=[vit, rn], compare=[cmp_name], profile=[prof])
+    assert _tables().finish_table(finish) in section
+
+    # the last kernel's tile: the fastest one timed at 1024², now the default
+    rows = {r["size"]: r for r in json.loads(finish.read_text())["micro"]}
+    tiles = {k: v for k, v in rows[1024].items() if re.fullmatch(r"kernel_cl_\d+x\d+(_cs)?_ms", k)}
+    assert min(tiles, key=tiles.get) == "kernel_cl_16x4_ms" and TILE == (16, 4, False)
+    us = {s: (1e3 * rows[s]["kernel_cl_16x4_ms"], 1e3 * rows[s]["kernel_cl_ms"]) for s in (384, 1024)}
+    assert (f"take {us[1024][0]:.1f} µs at 1024² against {us[1024][1]:.1f} µs for the tile it had (32 pixels, 8 "
+            f"warps), and {us[384][0]:.1f} against {us[384][1]:.1f} µs at 384²") in flat
+    wide = [1e3 * rows[1024][k] for k in ("kernel_cl_64x8_ms", "kernel_cl_64x8_cs_ms", "kernel_cl_64x16_ms")]
+    assert f"(64 pixels: {min(wide):.0f}–{max(wide):.0f} µs)" in flat and "kernel_cl_128x16_error" in rows[1024]
+    assert f"({1e3 * rows[1024]['kernel_cl_32x8_cs_ms']:.1f} µs)" in flat
+
+    def p50(name):
+        return {(r["candidate"], str(r["size"])): r["gpu_ms_p50"]
+                for r in json.loads((MEASURED / name).read_text())["records"] if r.get("gpu_ms_p50") and r["batch"] == 1}
+
+    st, fa = "compile:fp16", "compile:fp16:fast=true"
+    v = p50(vit)
+    for size, label, bold in (("384", "384²", True), ("480x640", "480×640", False), ("1024", "1024²", True)):
+        claim = f"{v[st, size] / v[fa, size]:.3f}× at {label}"
+        assert (f"**{claim}**" if bold else claim) in flat
+        assert f"({v[st, size]:.2f} → {v[fa, size]:.2f} ms)" in flat
+    assert f"1.25× of this call's stock would be {v[st, '1024'] / 1.25:.2f} ms: {v[fa, '1024'] - v[st, '1024'] / 1.25:.2f} ms away" in flat
+    stock_1024 = {n: p50(n)[st, "1024"] for n in ("bench_eleventh_vit_l16_h100_2026-12-06.json",
+                                                   "bench_twelfth_candidates_vit_l16_h100_2026-12-06.json",
+                                                   "bench_twelfth_repeat_vit_l16_1024_h100_2026-12-06.json",
+                                                   "bench_fourteenth_options_vit_l16_h100_2026-12-06.json",
+                                                   "bench_fourteenth_pdl_vit_l16_h100_2026-12-06.json", vit)}
+    a, b, c, d, e, f = (f"{x:.2f}" for x in stock_1024.values())
+    assert (f"{a} ms (eleventh), {b} and {c} (twelfth), {d} and {e} (fourteenth), {f} (fifteenth)") in flat
+
+    # the profile, as quoted
+    cand = json.loads((MEASURED / prof).read_text())["candidates"][1]
+    assert cand["options"].get("fast") is True
+    blocks = [s["kernel_ms"] for s in cand["stages"] if s["stage"].startswith("blocks")]
+    assert (f"the 24 blocks are {sum(blocks):.2f} of the stage-wise {cand['stagewise_total']['kernel_ms']:.2f} ms of "
+            f"kernels ({min(blocks):.2f}–{max(blocks):.2f} ms per six)") in flat
+    att = cand["whole"]["classes"]["attention"]
+    per_layer_us = 1e3 * att["ms"] / att["launches"]
+    assert f"about {per_layer_us:.0f} µs of attention" in flat
+    tflops = 4 * 4097 * 4096 * 64 * 16 / (per_layer_us * 1e-6) / 1e12  # QKᵀ and PV over the 4,096 patch keys
+    assert f"about {round(tflops, -1):.0f} TFLOP/s" in flat
+    top = {k["kernel"]: k for k in cand["top_kernels"]}
+    gemm = sum(k["ms"] for n, k in top.items() if n.startswith("nvjet_sm90_hsh_256x128"))
+    assert f"{1e3 * gemm / 24:.0f} µs in the four GEMMs" in flat
+    assert f"{1e3 * top['merge_first_key_kernel']['ms'] / 24:.0f} µs of class-key merge" in flat
+    dec = {s["stage"]: s["kernel_ms"] for s in cand["stages"]
+           if s["stage"] in ("reassemble", "layer_rn", "refinenet4", "refinenet3", "refinenet2", "refinenet1", "head")}
+    assert len(dec) == 7 and f"{sum(dec.values()):.2f} ms of kernels, refinenet1" in flat
+    assert f"refinenet1 (four 3×3 convolutions at 256²) {dec['refinenet1']:.2f} ms" in flat
+    assert f"({cand['whole']['kernel_ms']:.2f} against {cand['whole']['latency_ms_p50']:.2f} ms)" in flat
+
+    # RN101: the measured candidate is what a ResNet's `fast` now resolves to (pos_cache: nothing to cache)
+    r = p50(rn)
+    new = "compile:fp16:branch_priority=true,fast=true,pdl=true,pos_cache=true,shape_padding=false"
+    for size, label, was, ms in (("384", "384²", "1.291×", "1.19 → 1.16"), ("1024", "1024²", "1.324×", "3.24 → 3.16")):
+        assert f"from {r[st, size] / r[fa, size]:.3f}× to **{r[st, size] / r[new, size]:.3f}× at {label}**" in flat
+        assert f"{r[fa, size]:.2f} → {r[new, size]:.2f}" == ms and ms in flat and was in flat
+    record = next(x for x in json.loads((MEASURED / rn).read_text())["records"] if x["candidate"] == new)
+    ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "resnet").record()
+    measured = dict(record["encoder"]["options"], pos_cache=False)
+    assert ships == measured and FAST_VIT_ONLY == ("pos_cache",)
+    agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
+    three = "compile:fp16:branch_priority=true,fast=true,pdl=true,shape_padding=false"
+    assert (f"mean cosine {agg[three]['mean_cosine']:.7f}, label agreement {agg[three]['agreement']:.3f} % (stock "
+            f"compile {agg[st]['mean_cosine']:.7f}, {agg[st]['agreement']:.3f} %)") in flat

@@ -498,8 +498,7 @@ def attention_apart_bench(res: dict) -> None:
 
 
 # (output pixels per program, warps, streaming store) for the finish kernel, besides its default (TILE)
-FINISH_TILES = ((16, 4, False), (32, 4, False), (32, 8, True), (64, 8, False), (64, 8, True), (64, 16, False),
-                (128, 16, False))
+FINISH_TILES = ((8, 2, False), (8, 4, False), (16, 2, False), (16, 4, True), (16, 8, False), (32, 8, False))
 
 
 def finish_tile_key(tile) -> str:

@@ -178,7 +178,7 @@ def test_shape_padding_off_reaches_inductor_and_on_stays_stock():
     assert off.inductor_options()["shape_padding"] is False and off.record()["shape_padding"] is False
     assert CompileOptions.parse({}).shape_padding is True  # Inductor's own default, recorded as such
     assert CompileOptions.parse({}).inductor_options() is None  # stock: mode= alone
-    assert "shape_padding" not in CompileOptions.parse({"fast": True}, "resnet").inductor_options()
+    assert CompileOptions.parse({"fast": True}, "resnet").inductor_options()["shape_padding"] is False
     assert "shape_padding" not in CompileOptions.parse({"fast": True, "shape_padding": True}).inductor_options()
 
 
@@ -197,16 +197,17 @@ def test_branch_priority_needs_overlap_and_stays_off_the_pieces(tiny_vit):
         torch.testing.assert_close(enc(x), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_fills_the_vit_only_options_for_a_vit_and_leaves_them_stock_for_a_resnet():
+def test_fast_caches_the_position_embedding_for_a_vit_only():
     from lsegrt.backends.compiled import FAST, FAST_VIT_ONLY, CompileOptions, pdl_supported
 
     vit, rn = CompileOptions.parse({"fast": True}, "vit"), CompileOptions.parse({"fast": True}, "resnet")
     stock = CompileOptions.parse({})
-    for name in FAST_VIT_ONLY:
-        assert getattr(rn, name) == getattr(stock, name), name
-        assert getattr(vit, name) == (FAST[name] if name != "pdl" else pdl_supported()), name
+    assert FAST_VIT_ONLY == ("pos_cache",)  # a ResNet has no position embedding
+    assert rn.pos_cache == stock.pos_cache is False and vit.pos_cache is True
     for name in set(FAST) - set(FAST_VIT_ONLY):
-        assert getattr(vit, name) == getattr(rn, name) == FAST[name], name
+        want = FAST[name] if name != "pdl" else pdl_supported()
+        assert getattr(vit, name) == getattr(rn, name) == want, name
+    assert not rn.shape_padding and rn.branch_priority
     assert not vit.shape_padding and vit.pos_cache and vit.branch_priority
     assert vit.inductor_options()["shape_padding"] is False
     # where another option rules one out, the bundle leaves it stock instead of failing
@@ -221,4 +222,4 @@ def test_the_compile_backend_fills_fast_for_its_models_backbone(tiny_vit, tiny_r
     with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True) as enc:
         assert enc.describe()["options"]["pos_cache"] is True and enc.pos_trunks
     with lsegrt.Encoder.open("compile", checkpoint=tiny_rn, fast=True) as enc:
-        assert enc.describe()["options"]["pos_cache"] is False and enc.describe()["options"]["shape_padding"]
+        assert enc.describe()["options"]["pos_cache"] is False and not enc.describe()["options"]["shape_padding"]

@@ -56,7 +56,7 @@ for shape, dtype, cl in (((2, 16, 5, 7), torch.float32, True), ((1, 40, 4, 9), t
     if cl:
         x = x.to(memory_format=torch.channels_last)
     bias = torch.randn(shape[1], generator=g).to(dtype)
-    for tile in ((32, 8, False), (16, 4, True), (64, 16, True)):  # the default, and tiles the GPU probe times
+    for tile in ((16, 4, False), (8, 2, True), (32, 8, False)):  # the default, and tiles the GPU probe times
         a, b = _triton(x, bias, tile), reference(x, bias)
         out[f"{shape}:{dtype}:{cl}:{tile}"] = [list(a.shape), str(a.dtype), a.is_contiguous(),
                                                float((a.double() - b.double()).abs().max())]

@@ -14,9 +14,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
   ``weights_channels_last``, ``readout_split``, ``shape_padding=false``, ``pos_cache``, ``branch_priority``,
-  ``pdl``; each only where the caller left it unset). On an H100 (fourteenth session, batch 1, same call):
-  ViT-L/16 1.26× at 384² and 480×640, 1.25× at 1024²; RN101, whose ``fast`` leaves the last four out
-  (:data:`FAST_VIT_ONLY`, measured with ViT-L/16 only), 1.28× at 384², 1.34× at 1024² (tenth session); same
+  ``pdl``; each only where the caller left it unset and where it applies: a ResNet has no position
+  embedding to cache, :data:`FAST_VIT_ONLY`). On an H100 (batch 1, stock compile in the same call): ViT-L/16
+  1.25× at 384² and 480×640, 1.21–1.25× at 1024² (fourteenth and fifteenth sessions; stock's 1024² time
+  differs by machine, 12.9–13.4 ms); RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same
   fidelity. It is not the default: stock stays the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
@@ -110,8 +111,9 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
         "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True,
         "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True}
-# Measured with ViT-L/16 only (fourteenth session): a ResNet's `fast` leaves them out until measured for RN101.
-FAST_VIT_ONLY = ("shape_padding", "pos_cache", "branch_priority", "pdl")
+# A ResNet has no position embedding: its `fast` leaves pos_cache stock (the other three options the fourteenth
+# session added were measured with RN101 in the fifteenth: 1.29 → 1.32× at 384², 1.32 → 1.36× at 1024²).
+FAST_VIT_ONLY = ("pos_cache",)
 
 
 def pdl_supported() -> bool:
@@ -189,7 +191,7 @@ class CompileOptions:
                                "saved build carries the Triton launchers they need)", stock=False)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
-                         + " (each unless set; the last four for a ViT only)", default=False)
+                         + " (each unless set; pos_cache for a ViT only)", default=False)
 
     @classmethod
     def table(cls) -> dict[str, Option]:

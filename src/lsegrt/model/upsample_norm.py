@@ -49,11 +49,11 @@ def _kernel_fits(x: torch.Tensor) -> bool:
     return x.shape[1] <= MAX_CHANNELS and x.numel() > 0
 
 
-# 32 output pixels × all channels per program, 8 warps: on an H200 at 1024², 0.234 ms against 0.378 ms for two
-# passes over 32-channel chunks of 128 pixels; on a NCHW input 10× slower (the gathers along x are not
-# vectorized), so the head keeps the convolution's channels-last output (docs/BENCHMARKS.md). Other tiles
-# and the streaming store are for tools/issue9_probe.py --finish to time.
-TILE = (32, 8, False)  # (output pixels per program, warps, streaming store)
+# 16 output pixels × all channels per program, 4 warps: on an H100 at 1024², 0.236 ms against 0.266 ms for the
+# first tile (32 pixels, 8 warps) and 0.35 ms for 64 pixels; on a NCHW input about 10× slower (the gathers along x
+# are not vectorized), so the head keeps the convolution's channels-last output (docs/BENCHMARKS.md, sixth and
+# fifteenth sessions). Other tiles and the streaming store are for tools/issue9_probe.py --finish to time.
+TILE = (16, 4, False)  # (output pixels per program, warps, streaming store)
 
 
 def _triton(x: torch.Tensor, bias: torch.Tensor, tile: tuple[int, int, bool] = TILE) -> torch.Tensor:
