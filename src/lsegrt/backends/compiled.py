@@ -223,11 +223,11 @@ class CompileOptions:
                 fill["upsample_norm"] = False
             if parsed.channels_last is False:  # weights laid out as the maps are
                 fill["weights_channels_last"] = False
-            if parsed.overlap is False and "branch_priority" in fill:  # it orders overlap's two streams
+            if parsed.overlap is False:  # branch_priority orders overlap's two streams
                 fill["branch_priority"] = False
-            if parsed.dynamic and "pos_cache" in fill:  # one embedding per input size
+            if parsed.dynamic:  # pos_cache keeps one embedding per input size
                 fill["pos_cache"] = False
-            if not pdl_supported() and "pdl" in fill:
+            if not pdl_supported():
                 fill["pdl"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:
