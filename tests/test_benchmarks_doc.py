@@ -544,7 +544,9 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
             f"{x['480x640']:.3f}×; batch 8, another call: {y8[0]:.3f}× / {y8[1]:.3f}×)") in _flat(VERDICT)
     # what ships is what was measured: a ViT's `fast` resolves to the measured candidate's options
     record = next(r for r in json.loads((MEASURED / names["pdl"]).read_text())["records"] if r["candidate"] == full)
-    assert CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record() == record["encoder"]["options"]
+    ships, measured = CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record(), record["encoder"]["options"]
+    assert {k: ships[k] for k in measured} == measured
+    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since, off in `fast`
     # fidelity (without pdl) and the first inference, as quoted
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     a3, ast_ = agg[three], agg[st]
@@ -832,8 +834,92 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
     record = next(x for x in json.loads((MEASURED / rn).read_text())["records"] if x["candidate"] == new)
     ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "resnet").record()
     measured = dict(record["encoder"]["options"], pos_cache=False)
-    assert ships == measured and FAST_VIT_ONLY == ("pos_cache",)
+    assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache",)
+    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since, off in `fast`
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     three = "compile:fp16:branch_priority=true,fast=true,pdl=true,shape_padding=false"
     assert (f"mean cosine {agg[three]['mean_cosine']:.7f}, label agreement {agg[three]['agreement']:.3f} % (stock "
             f"compile {agg[st]['mean_cosine']:.7f}, {agg[st]['agreement']:.3f} %)") in flat
+
+
+def test_issue9_sixteenth_session_flash4_comes_from_the_records():
+    from lsegrt.backends.compiled import CompileOptions
+
+    section = _between("### Sixteenth session", "### Fifteenth session")
+    flat = _flat(section)
+    day = "2026-12-07"
+    main, swap, first = (f"bench_sixteenth_vit_l16{k}_h100_{day}.json" for k in ("", "_swapped", "_first"))
+    cmp_name, prof = f"compare_sixteenth_vit_l16_h100_{day}.json", f"profile_sixteenth_vit_l16_1024_h100_{day}.json"
+    micro = MEASURED / f"issue9_flash4_sixteenth_h100_{day}.json"
+    _assert_rendered(section, bench=[first, main, swap], compare=[cmp_name], profile=[prof])
+    assert _tables().flash4_table(micro) in section
+
+    # the attention alone, as quoted
+    rows = {(r["batch"], r["tokens"]): r for r in json.loads(micro.read_text())["micro"]}
+    us = lambda shape, key: f"{1e3 * rows[shape][key + '_ms']:.1f} µs"  # noqa: E731
+    big = rows[1, 4097]
+    assert (f"At 4,097 tokens FA4 takes {us((1, 4097), 'fa4')} ({big['tflops']['fa4']:.0f} TFLOP/s) where cuDNN took "
+            f"{us((1, 4097), 'cudnn')} as timm calls it and {us((1, 4097), 'cudnn_apart')} with the class key apart") in flat
+    assert f"with the class key apart FA4 takes {us((1, 4097), 'fa4_apart')}" in flat
+    assert f"At 1,201 tokens (480×640) FA4 takes {us((1, 1201), 'fa4')[:-3]} µs against cuDNN's {us((1, 1201), 'cudnn')}" in flat
+    assert f"at 577 (384²) {us((1, 577), 'fa4')[:-3]} against {us((1, 577), 'cudnn')}" in flat
+    assert f"at batch 8 × 577 it is slower, {us((8, 577), 'fa4')[:-3]} against {us((8, 577), 'cudnn')}" in flat
+    assert (f"tile is faster at 577 tokens ({us((1, 577), 'fa4_kernel_128x128')}; "
+            f"{1e3 * rows[8, 577]['fa4_kernel_128x128_ms']:.1f} at batch 8) and slower at 1,201 and 4,097") in flat
+    faster = {k for k, r in rows.items() if r["fa4_kernel_128x128_ms"] < r["fa4_kernel_192x128_ms"]}
+    assert faster == {(1, 577), (8, 577)}
+    assert f"took {big['fa4_first_call_s']:.2f} s" in flat
+    assert all(r[k] < 5e-4 for r in rows.values() for k in r if k.endswith("max_abs_diff_fp32"))
+
+    # the whole model, as quoted
+    def p50(name):
+        return {(r["candidate"], str(r["size"])): r for r in json.loads((MEASURED / name).read_text())["records"]
+                if r["status"] == "ok"}
+
+    st, fa, f4 = "compile:fp16", "compile:fp16:fast=true", "compile:fp16:fast=true,flash4=true"
+    dg = "compile:fp16:deconv_gemm=true,fast=true,flash4=true"
+    m = p50(main)
+    ms = lambda recs, c, s: recs[c, s]["gpu_ms_p50"]  # noqa: E731
+    for size, label, bold in (("1024", "1024²", True), ("384", "384²", True), ("480x640", "480×640", False)):
+        claim = f"{ms(m, st, size) / ms(m, f4, size):.3f}× at {label}"
+        assert (f"**{claim}**" if bold else claim) in flat
+        assert f"({ms(m, st, size):.2f} → {ms(m, f4, size):.2f} ms)" in flat
+        assert ms(m, st, size) / ms(m, f4, size) >= 1.25  # the issue's target, same call
+    assert ("where `fast` alone measured " + ", ".join(f"{ms(m, st, s) / ms(m, fa, s):.3f}×" for s in ("1024", "384"))
+            + f" and {ms(m, st, '480x640') / ms(m, fa, '480x640'):.3f}×") in flat
+    w = p50(swap)
+    assert (f"1.289× at 1024² ({ms(w, st, '1024'):.2f} → {ms(w, f4, '1024'):.2f} ms) and "
+            f"{ms(w, st, '384') / ms(w, f4, '384'):.3f}× at 384² ({ms(w, st, '384'):.2f} → {ms(w, f4, '384'):.2f} ms)") in flat
+    assert f"{ms(w, st, '1024') / ms(w, f4, '1024'):.3f}" == "1.289"
+    f = p50(first)
+    assert (f"call 1: {ms(f, st, '1024') / ms(f, f4, '1024'):.3f}× at 1024² ({ms(f, st, '1024'):.2f} → "
+            f"{ms(f, f4, '1024'):.2f} ms)") in flat
+    assert f"1.25× of it is ≤ {ms(m, st, '1024') / 1.25:.2f} ms" in flat
+    assert ("`deconv_gemm` on top: " + ", ".join(f"{ms(m, st, s) / ms(m, dg, s):.3f}×" for s in ("1024", "384", "480x640"))) in flat
+    odd = m[f4, "1024"]
+    assert (f"(mean {odd['gpu_ms_mean']:.2f} ms, p99 {odd['gpu_ms_p99']:.2f} ms over {odd['iters']} calls" in flat
+            and f"(p99 {f[f4, '1024']['gpu_ms_p99']:.2f} and {w[f4, '1024']['gpu_ms_p99']:.2f} ms)" in flat)
+
+    # fidelity
+    pairs = {q["candidate"]: q for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
+    new, old = pairs[f4]["aggregate"], pairs[st]["aggregate"]
+    assert (f"mean cosine {new['mean_cosine']:.7f}, label agreement {new['agreement']:.3f} % (stock "
+            f"compile {old['mean_cosine']:.7f}, {old['agreement']:.3f} %)") in flat
+    assert all(i["mean_cosine"] >= 0.9995 and i["agreement"] >= 99.5 for i in pairs[f4]["items"])
+
+    # the profile, as quoted
+    cand = json.loads((MEASURED / prof).read_text())["candidates"][1]
+    assert cand["options"].get("flash4") is True and cand["options"].get("fast") is True
+    att = cand["whole"]["classes"]["attention"]
+    assert f"the attention is {1e3 * att['ms'] / att['launches']:.0f} µs a layer ({att['ms']:.2f} ms of kernels" in flat
+    blocks = [s["kernel_ms"] for s in cand["stages"] if s["stage"].startswith("blocks")]
+    assert (f"the 24 blocks are {sum(blocks):.2f} of the stage-wise {cand['stagewise_total']['kernel_ms']:.2f} ms of "
+            f"kernels ({min(blocks):.2f}–{max(blocks):.2f} ms per six)") in flat
+    copy = cand["whole"]["classes"]["copy"]
+    assert f"to {copy['ms']:.2f} ms in {copy['launches']:.0f}" in flat
+    before = json.loads((MEASURED / prof).read_text())["candidates"][0]["whole"]
+    assert f"Latency {cand['whole']['latency_ms_p50']:.2f} ms against stock's {before['latency_ms_p50']:.2f}" in flat
+
+    # flash4 is opt-in: `fast` leaves it off until batch 8 and a saved build's first inference are measured
+    assert CompileOptions.parse({"fast": True}).flash4 is False
+    assert "Until they are, `flash4` stays out of `fast`" in flat

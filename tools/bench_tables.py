@@ -200,6 +200,27 @@ def finish_table(path: Path) -> str:
     return "\n".join(out)
 
 
+FLASH4 = (("cudnn", "cuDNN (SDPA as timm calls it)"), ("cudnn_apart", "cuDNN, class key apart (`cls_key_apart`)"),
+          ("fa4", "FA4 (`flash4`)"), ("fa4_apart", "FA4, class key apart (`flash4` + `cls_key_apart`)"))
+
+
+def flash4_table(path: Path) -> str:
+    """tools/issue9_probe.py --flash4: ViT-L/16's attention (16 heads of 64, fp16) by cuDNN and by
+    FlashAttention-4, each compiled and replayed in a CUDA graph, and FA4's kernel alone per tile; µs per call,
+    TFLOP/s (4·B·16·N²·64 FLOP), max |difference| to fp32 math SDPA."""
+    rows = [r for r in json.loads(path.read_text())["micro"] if r["op"] == "flash4" and "error" not in r]
+    tiles = sorted({m.group(1) for r in rows for k in r if (m := re.fullmatch(r"fa4_kernel_(\d+x\d+)_ms", k))},
+                   key=lambda t: tuple(map(int, t.split("x"))))
+    labels = list(FLASH4) + [(f"fa4_kernel_{t}", f"· FA4's kernel alone, tile {t.replace('x', ' × ')}") for t in tiles]
+    out = [f"`{path.name}`", "", "| route | " + " | ".join(f"{r['batch']} × {r['tokens']} µs (TFLOP/s)" for r in rows)
+           + " | max abs diff |", "|---" * (2 + len(rows)) + "|"]
+    for key, label in labels:
+        cells = [f"{1e3 * r[key + '_ms']:.1f} ({r['tflops'][key]:.0f})" if key + "_ms" in r else "—" for r in rows]
+        diffs = [r[key + "_max_abs_diff_fp32"] for r in rows if key + "_max_abs_diff_fp32" in r]
+        out.append(f"| {label} | " + " | ".join(cells) + f" | ≤ {max(diffs):.1e} |")
+    return "\n".join(out)
+
+
 def flex_table(path: Path) -> str:
     """tools/issue9_probe.py --flex: FlexAttention's Triton kernel (Inductor's autotuned choice and fixed
     tiles) against PyTorch's SDPA choice at ViT-L/16's token counts; µs per call."""

@@ -19,3 +19,10 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 LSEGRT_CACHE=${LSEGRT_CACHE:-/tmp/lsegrt-cache}
+# FlashAttention-4 (the flash4 option, issue9_probe.py --flash4): its wheels (flash-attn-4, nvidia-cutlass-dsl
+# and its libs, quack-kernels, apache-tvm-ffi) unpacked into FA4_SITE, which is too large for one call's carry:
+# tools/fa4_parts.sh packs it in two parts that two calls on one warm machine unpack there
+FA4_SITE=${FA4_SITE:-/tmp/fa4site}
+if [ -d "$FA4_SITE/flash_attn" ]; then
+  export PYTHONPATH=$PYTHONPATH:$FA4_SITE:$FA4_SITE/nvidia_cutlass_dsl/dsl_packages
+fi

@@ -497,6 +497,84 @@ def attention_apart_bench(res: dict) -> None:
         res["micro"].append(row)
 
 
+# FlashAttention-4 tiles (tile_m, tile_n) timed besides its own choice (192×128 for head dim 64 on Hopper)
+FLASH4_TILES = ((128, 128), (192, 128))
+
+
+def flash4_bench(res: dict) -> None:
+    """ViT-L/16's attention (16 heads of 64, fp16) by cuDNN (PyTorch's SDPA as timm calls it; at 4,097
+    tokens also `attend_first_key_apart`) against FlashAttention-4's kernel (`flash4_attention`, whole and
+    key apart), each torch.compile'd and replayed in a CUDA graph; FA4's kernel alone at each of
+    :data:`FLASH4_TILES`; max |difference| to fp32 math SDPA; the first FA4 call's seconds (its JIT compile)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from lsegrt.model.attention import attend_first_key_apart, flash4_attention
+
+    try:
+        from flash_attn.cute.interface import _flash_attn_fwd
+    except Exception as exc:
+        res["micro"].append({"op": "flash4", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        log("flash4: not importable", exc)
+        return
+    h, scale = torch.float16, 64 ** -0.5
+    for batch, n in ((1, 4097), (1, 577), (1, 1201), (8, 577)):
+        qkv = torch.randn(batch, n, 3, 16, 64, device="cuda", dtype=h)
+        q, kk, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        row = {"op": "flash4", "batch": batch, "tokens": n}
+        with sdpa_kernel([SDPBackend.MATH]):
+            ref = F.scaled_dot_product_attention(q.float(), kk.float(), v.float()).transpose(1, 2).reshape(batch, n, -1)
+
+        def cudnn(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
+
+        def cudnn_apart(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return attend_first_key_apart(q, k, v, scale)
+
+        def fa4(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return flash4_attention(q, k, v, scale, False)
+
+        def fa4_apart(qkv):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return flash4_attention(q, k, v, scale, True)
+
+        t = time.perf_counter()
+        fa4(qkv)
+        torch.cuda.synchronize()
+        row["fa4_first_call_s"] = round(time.perf_counter() - t, 2)
+        routes = {"cudnn": cudnn, "fa4": fa4}
+        if n % 128 == 1:
+            routes.update(cudnn_apart=cudnn_apart, fa4_apart=fa4_apart)
+        for label, fn in routes.items():
+            try:
+                torch._dynamo.reset()
+                c = torch.compile(fn, dynamic=False, fullgraph=True)
+                ms, out = graph_ms(lambda: c(qkv))
+                row[f"{label}_ms"] = ms
+                row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
+            except Exception as exc:
+                row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        qs, ks, vs = (t.transpose(1, 2) for t in (q, kk, v))  # (B, N, H, D) views of the packed qkv
+        for tile in FLASH4_TILES:
+            key = f"fa4_kernel_{tile[0]}x{tile[1]}"
+            try:
+                ms, out = graph_ms(lambda: _flash_attn_fwd(qs, ks, vs, softmax_scale=scale, tile_mn=tile)[0])
+                row[f"{key}_ms"] = ms
+                row[f"{key}_max_abs_diff_fp32"] = float((out.reshape(batch, n, -1).float() - ref).abs().max())
+            except Exception as exc:
+                row[f"{key}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+        flops = 4 * batch * 16 * n * n * 64
+        row["tflops"] = {k[:-3]: round(flops / (v * 1e9), 1) for k, v in row.items()
+                         if k.endswith("_ms") and isinstance(v, float) and v > 0}
+        log("flash4", row)
+        res["micro"].append(row)
+        torch.cuda.empty_cache()
+
+
 # (output pixels per program, warps, streaming store) for the finish kernel, besides its default (TILE)
 FINISH_TILES = ((8, 2, False), (8, 4, False), (16, 2, False), (16, 4, True), (16, 8, False), (32, 8, False))
 
@@ -629,6 +707,9 @@ def parent(args, names: list[str]) -> int:
     if args.finish and not args.cpu:
         finish_bench(res)
         save()
+    if args.flash4 and not args.cpu:
+        flash4_bench(res)
+        save()
     with open(log_path, "a") as wlog:
         for name in names:
             left = args.budget - (time.perf_counter() - start)
@@ -687,6 +768,7 @@ def main() -> int:
     p.add_argument("--splitk", action="store_true", help="also time split-K variants of the block GEMMs")
     p.add_argument("--cls", action="store_true", help="also time the block GEMMs and SDPA at M and M-1 rows (the class token)")
     p.add_argument("--finish", action="store_true", help="also time the last step's kernels (upsampling, head, L2 norm)")
+    p.add_argument("--flash4", action="store_true", help="also time FlashAttention-4's kernel against cuDNN's attention")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)

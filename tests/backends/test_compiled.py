@@ -92,7 +92,7 @@ def saved_build(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("compiled"))
 
 
-def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict) -> dict:
+def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict, tol: float = 1e-4) -> dict:
     """Open the saved build in a new process with an empty Inductor cache, so that graphs and C++ kernels
     can only come from the saved files; run one call; its counters, error and first-call seconds. Every
     kernel library in that cache afterwards must be one the build saved: no kernel was compiled."""
@@ -117,7 +117,7 @@ def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict) -> dict:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["err"] < 1e-4 and result["engine"] == str(out)
+    assert result["err"] < tol and result["engine"] == str(out)
     assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
     assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
     with zipfile.ZipFile(out.with_name(out.name + ".cpp-kernels.zip")) as zf:
@@ -161,6 +161,18 @@ def test_saved_fast_build_loads_every_piece_in_a_fresh_process(tmp_path):
     assert side["request"]["options"]["overlap"] is True and side["info"]["artifacts"]["inductor"] >= 5
     result = _first_call_in_a_fresh_process(out, tmp_path, {"fast": True})
     assert result["aot"].get("autograd_cache_hit", 0) >= 5, result  # one per distinct piece graph
+
+
+@pytest.mark.slow
+def test_saved_flash4_build_loads_in_a_fresh_process(tmp_path):
+    """flash4 in bf16 (the CPU runs its op's reference route): the custom op is in the saved graphs and a new
+    process runs them from the file."""
+    (tmp_path / "build").mkdir()
+    out = _build(tmp_path / "build", "--precision", "bf16", "--option", "flash4=true")
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["request"]["options"]["flash4"] is True and side["request"]["precision"] == "bf16"
+    result = _first_call_in_a_fresh_process(out, tmp_path, {"flash4": True, "precision": "bf16"}, tol=0.1)
+    assert result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0) >= 1
 
 
 @pytest.mark.slow
@@ -222,3 +234,16 @@ def test_build_request_names_shapes_only_when_given():
     opts = CompileOptions.parse({})
     assert "shapes" not in build_request(model, "fp32", torch.device("cpu"), opts)
     assert build_request(model, "fp32", torch.device("cpu"), opts, [(2, 64, 96)])["shapes"] == [[2, 64, 96]]
+
+
+def test_cudnn_benchmark_is_on_for_the_call_only(monkeypatch):
+    from lsegrt.backends.compiled import call_scope
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with call_scope(CompileOptions.parse({"cudnn_benchmark": True})):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False  # restored
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    with call_scope(CompileOptions.parse({})):  # stock leaves the user's setting alone
+        assert torch.backends.cudnn.benchmark is True
+    assert CompileOptions.parse({"fast": True}).cudnn_benchmark is False  # opt-in, not in the bundle

@@ -1,5 +1,6 @@
-"""`weights_channels_last` and `readout_split`: switches on the compile backend's private copy that change
-where weights live and how the ViT readout is computed, never the encoder's output."""
+"""`weights_channels_last`, `readout_split` and `deconv_gemm`: switches on the compile backend's private copy
+that change where weights live and how the ViT readout and reassembly are computed, never the encoder's
+output."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import lsegrt
 from lsegrt.backends.compiled import CompileOptions, served_module
 from lsegrt.errors import LsegError
-from lsegrt.model.vit import PatchEmbed, ProjectReadout
+from lsegrt.model.vit import PatchEmbed, ProjectReadout, Reassemble, deconv_as_gemm, gemm_shaped
 
 CPU = torch.device("cpu")
 
@@ -42,8 +43,36 @@ def test_readout_split_matches_the_concatenated_readout():
     assert ProjectReadout.split is False
 
 
+@pytest.mark.parametrize("stride, memory_format", [(4, torch.contiguous_format), (2, torch.channels_last)])
+def test_deconv_as_gemm_is_the_transposed_convolution(stride, memory_format):
+    g = torch.Generator().manual_seed(stride)
+    deconv = torch.nn.ConvTranspose2d(6, 5, stride, stride=stride).double()
+    deconv.weight.data = deconv.weight.data.contiguous(memory_format=memory_format)
+    x = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.double).contiguous(memory_format=memory_format)
+    y = deconv_as_gemm(x, deconv)
+    assert y.shape == (2, 5, 3 * stride, 4 * stride) and y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, deconv(x), rtol=1e-12, atol=1e-12)
+
+
+def test_deconv_gemm_only_where_kernel_equals_stride():
+    assert gemm_shaped(torch.nn.ConvTranspose2d(4, 4, 2, stride=2))
+    assert not gemm_shaped(torch.nn.ConvTranspose2d(4, 4, 4, stride=2))  # overlapping blocks
+    assert not gemm_shaped(torch.nn.ConvTranspose2d(4, 4, 2, stride=2, bias=False))
+    assert not gemm_shaped(torch.nn.Conv2d(4, 4, 2, stride=2))  # level 4's strided convolution stays
+    tokens = torch.randn(1, 1 + 16, 16, generator=torch.Generator().manual_seed(0))
+    for level in (1, 2, 4):  # ×4 and ×2 transposed convolutions; level 4's strided convolution as it was
+        post = Reassemble(16, 8, level).eval()
+        with torch.inference_mode():
+            before = post(tokens, 4, 4)
+            post.deconv_gemm = True
+            torch.testing.assert_close(post(tokens, 4, 4), before, rtol=1e-5, atol=1e-5)
+    assert Reassemble.deconv_gemm is False
+
+
 @pytest.mark.parametrize("options", [{"weights_channels_last": True, "channels_last": True},
                                      {"readout_split": True},
+                                     {"deconv_gemm": True},
+                                     {"deconv_gemm": True, "fast": True},
                                      {"fast": True}])
 def test_the_switches_compile_to_the_encoders_output(tiny_model, options):
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
@@ -60,3 +89,32 @@ def test_weights_channels_last_needs_channels_last():
     assert bundle.weights_channels_last and bundle.readout_split  # measured faster (docs/BENCHMARKS.md)
     # without channels_last the bundle leaves the weights as they are instead of failing
     assert not CompileOptions.parse({"fast": True, "channels_last": False}).weights_channels_last
+
+
+def test_deconv_gemm_with_fast_keeps_each_shape_right_when_shapes_alternate(tiny_vit):
+    """The twelfth session's launch failure came on the second call at a new shape (a CUDA-graph replay) in a
+    fidelity run over photos of several sizes; on the CPU the same order of shapes, each called twice,
+    must give eager's output every time."""
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.rand(1, 3, h, w, generator=g) for h, w in ((64, 96), (96, 64), (64, 64))]
+    eager = lsegrt.Encoder.open("torch", checkpoint=tiny_vit)
+    refs = [eager(x) for x in xs]
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True, deconv_gemm=True) as enc:
+        for i in (0, 0, 1, 1, 2, 2, 0, 1):
+            torch.testing.assert_close(enc(xs[i]), refs[i], rtol=1e-4, atol=1e-4)
+
+
+def test_flash4_is_a_switch_outside_fast_and_refused_on_a_gpu_without_its_package(tiny_vit, monkeypatch):
+    import lsegrt.backends.compiled as compiled
+    from lsegrt.model.vit import Attention
+
+    assert not CompileOptions.parse({"fast": True}).flash4  # opt-in until measured
+    opts = CompileOptions.parse({"flash4": True})
+    served = compiled.served_module(tiny_vit, "fp32", torch.device("cpu"), opts)
+    blocks = [m for m in served.modules() if isinstance(m, Attention)]
+    assert blocks and all(m.flash4 for m in blocks)
+    monkeypatch.setattr(compiled, "flash4_available", lambda: False)
+    compiled.check_flash4(opts, torch.device("cpu"))  # the CPU computes the reference route
+    with pytest.raises(LsegError, match="flash4=true needs FlashAttention-4's kernels: pip install flash-attn-4"):
+        compiled.check_flash4(opts, torch.device("cuda"))
+    compiled.check_flash4(CompileOptions.parse({}), torch.device("cuda"))

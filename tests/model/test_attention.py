@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Attention as TimmAttention
 
-from lsegrt.model.attention import applies, attend_first_key_apart, worth_it
+from lsegrt.model.attention import applies, attend_first_key_apart, flash4_attention, worth_it
 from lsegrt.model.vit import Attention
 
 from .conftest import run_interpreted
@@ -113,3 +113,37 @@ def test_encoder_with_the_class_key_apart_matches_at_a_token_count_where_it_appl
     x = torch.rand(1, 3, 128, 256, generator=torch.Generator().manual_seed(2))  # 8×16 patches: 129 tokens
     with torch.inference_mode():
         torch.testing.assert_close(apart(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("apart", [False, True])
+def test_flash4_attention_off_the_gpu_is_attention_over_all_keys(apart):
+    q, k, v = _packed(2, 129, 4, 16, seed=3)
+    out = flash4_attention(q, k, v, 16 ** -0.5, apart)
+    assert out.shape == (2, 129, 64)
+    torch.testing.assert_close(out.double(), _reference(q, k, v), rtol=0, atol=2e-6)
+    compiled = torch.compile(lambda q, k, v: flash4_attention(q, k, v, 16 ** -0.5, apart), fullgraph=True)
+    torch.testing.assert_close(compiled(q, k, v).double(), _reference(q, k, v), rtol=0, atol=2e-6)
+
+
+def test_attention_takes_the_flash4_route_in_half_precision_only(monkeypatch):
+    import lsegrt.model.vit as vit
+
+    calls = []
+
+    def counted(q, k, v, scale, apart):
+        calls.append(apart)
+        return flash4_attention(q, k, v, scale, apart)
+
+    monkeypatch.setattr(vit, "flash4_attention", counted)
+    torch.manual_seed(0)
+    attn = Attention(64, num_heads=4, qkv_bias=True).eval().to(torch.bfloat16)
+    fa4 = copy.deepcopy(attn)
+    fa4.flash4 = fa4.cls_key_apart = True
+    for tokens in (129, 130):  # 129: the class key apart; 130: whole
+        x = torch.randn(2, tokens, 64).to(torch.bfloat16)
+        with torch.inference_mode():
+            torch.testing.assert_close(fa4(x).float(), attn(x).float(), rtol=0, atol=2e-2)
+    assert calls == [True, False]
+    with torch.inference_mode():
+        fa4.float()(torch.randn(1, 129, 64))  # fp32: FA4 has no fp32 kernel, the route stays PyTorch's
+    assert calls == [True, False] and Attention.flash4 is False

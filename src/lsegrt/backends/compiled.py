@@ -92,6 +92,7 @@ from typing import Any
 import torch
 
 from ..errors import LsegError
+from ..model.attention import FLASH4_PACKAGE, flash4_available
 from ..model.vit import pos_cache_trunks
 from . import compiled_libraries as libs
 from .base import Encoder, Option, check_precision
@@ -189,6 +190,13 @@ class CompileOptions:
                                          "577-row attention output before proj)", stock=True)
     pdl: bool | None = _option(bool, "Inductor's Triton kernels with programmatic dependent launch (Hopper+; a "
                                "saved build carries the Triton launchers they need)", stock=False)
+    deconv_gemm: bool | None = _option(bool, "ViT reassemble's x4 and x2 transposed convolutions (kernel = stride) as "
+                                       "one GEMM and a pixel shuffle each (exact)", stock=False, switch=True)
+    cudnn_benchmark: bool | None = _option(bool, "cuDNN times its convolution algorithms once per shape and keeps "
+                                           "the fastest (torch.backends.cudnn.benchmark)", stock=False)
+    flash4: bool | None = _option(bool, "ViT attention (fp16/bf16) by FlashAttention-4's kernel (package "
+                                  "flash-attn-4, CuTe DSL; Hopper or newer) instead of cuDNN's", stock=False,
+                                  switch=True)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache for a ViT only)", default=False)
@@ -318,10 +326,33 @@ def sdpa_scope(choice: str):
     return sdpa_kernel([backend])
 
 
+@contextlib.contextmanager
+def cudnn_benchmark_scope(on: bool | None):
+    """``torch.backends.cudnn.benchmark`` on for one call (None/False: left as it is), restored after.
+
+    cuDNN's choice is timed on a shape's first call and cached for the process; both CUDA-graph paths
+    run each shape once before they capture it, so the capture replays the timed choice."""
+    if not on:
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def check_flash4(options: CompileOptions, device: torch.device) -> None:
+    """On a GPU, ``flash4`` needs FlashAttention-4's package (elsewhere its op computes the reference)."""
+    if options.flash4 and device.type == "cuda" and not flash4_available():
+        raise LsegError(f"option flash4=true needs FlashAttention-4's kernels: pip install {FLASH4_PACKAGE}")
+
+
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
     """Turn the model's kernel switches on ``module`` (a private copy) as ``options`` ask."""
     from ..model.folding import fold_linear_maps
-    from ..model.vit import Attention, Mlp, PatchEmbed, ProjectReadout, ViTTrunk
+    from ..model.vit import Attention, Mlp, PatchEmbed, ProjectReadout, Reassemble, ViTTrunk
 
     if options.fold:
         fold_linear_maps(module, upsample_norm=options.upsample_norm)
@@ -332,10 +363,14 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
             m.gelu_epilogue = True
         if isinstance(m, Attention) and options.cls_key_apart:
             m.cls_key_apart = True
+        if isinstance(m, Attention) and options.flash4:
+            m.flash4 = True
         if isinstance(m, ProjectReadout) and options.readout_split:
             m.split = True
         if isinstance(m, ViTTrunk) and options.pos_cache:
             m.pos_cache = True
+        if isinstance(m, Reassemble) and options.deconv_gemm:
+            m.deconv_gemm = True
     if options.weights_channels_last:
         weights_channels_last(module)
     return module
@@ -392,12 +427,13 @@ RECOMPILE_LIMIT = 1024
 
 @contextlib.contextmanager
 def call_scope(options: CompileOptions):
-    """Process-wide flags a compiled call runs (and is traced) under: TF32, the SDPA kernel choice, and
-    Dynamo's recompile limits (:data:`RECOMPILE_LIMIT`)."""
+    """Process-wide flags a compiled call runs (and is traced) under: TF32, cuDNN's benchmark mode, the
+    SDPA kernel choice, and Dynamo's recompile limits (:data:`RECOMPILE_LIMIT`)."""
     cfg = torch._dynamo.config
     limits = cfg.patch(recompile_limit=max(cfg.recompile_limit, RECOMPILE_LIMIT),
                        accumulated_recompile_limit=max(cfg.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT))
-    with tf32_scope(options.tf32), sdpa_scope(options.sdpa), limits:
+    with tf32_scope(options.tf32), cudnn_benchmark_scope(options.cudnn_benchmark), sdpa_scope(options.sdpa), \
+            limits:
         yield
 
 
@@ -414,6 +450,7 @@ class CompiledEncoder(Encoder):
             raise LsegError("--cuda-graph needs a CUDA device")
         if self.options.overlap and self.device.type == "cuda" and not self.options.cuda_graph:
             raise LsegError("option overlap=true on a GPU runs as a CUDA graph: add --cuda-graph")
+        check_flash4(self.options, self.device)
         self.model = model
         self.cuda_graph = self.options.cuda_graph
         self.mode = self.options.effective_mode

@@ -12,9 +12,16 @@ On an H200 (fp16, 16 heads of 64, per layer): 0.172 ms with 4,097 keys, 0.151 ms
 that reads q, o and the log-sum-exp once and writes the heads already merged, (B, N, H·D); it is a
 custom op so Inductor passes the packed qkv views through untouched instead of copying them. On the CPU
 the same op runs PyTorch's flash attention and the merge in fp32 (the tests' path).
+
+:func:`flash4_attention` is the same attention (the class key apart where it is worth it, else whole) by
+FlashAttention-4's kernel for Hopper (package ``flash-attn-4``, CuTe DSL) instead of cuDNN's: an opt-in whose
+speed is measured (docs/BENCHMARKS.md); it takes the heads in the (B, N, H, D) layout the qkv GEMM writes,
+so no copy goes in, and its output is already (B, N, H·D).
 """
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 
@@ -60,6 +67,49 @@ def attend_first_key_apart(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
 
 @attend_first_key_apart.register_fake
 def _(q, k, v, scale):
+    b, h, n, d = q.shape
+    return q.new_empty(b, n, h * d)
+
+
+FLASH4_PACKAGE = "flash-attn-4"
+
+
+def flash4_available() -> bool:
+    """Whether FlashAttention-4's CuTe kernels can be imported (package ``flash-attn-4``)."""
+    try:
+        importlib.import_module("flash_attn.cute.interface")
+    except Exception:  # its import loads the CuTe DSL's runtime: any failure means "not usable here"
+        return False
+    return True
+
+
+@torch.library.custom_op("lsegrt::flash4_attention", mutates_args=())
+def flash4_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                     first_key_apart: bool) -> torch.Tensor:
+    """softmax(q·kᵀ·scale)·v, heads merged: (B, H, N, D) ×3 → (B, N, H·D). On CUDA by FlashAttention-4
+    (with ``first_key_apart``: over keys 1…N-1, key 0 merged in as in :func:`attend_first_key_apart`);
+    elsewhere the reference routes of this module."""
+    if not q.is_cuda:
+        if first_key_apart:
+            return attend_first_key_apart(q, k, v, scale)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
+        return o.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+    from flash_attn.cute.interface import flash_attn_func
+
+    b, h, n, d = q.shape
+    keys = slice(1, None) if first_key_apart else slice(None)
+    o, lse = flash_attn_func(q.transpose(1, 2), k[:, :, keys].transpose(1, 2), v[:, :, keys].transpose(1, 2),
+                             softmax_scale=scale, return_lse=True)
+    if not first_key_apart:
+        return o.reshape(b, n, h * d)
+    o = o.transpose(1, 2)  # (B, H, N, D) view, as the merge reads it
+    if _triton_merge_fits(q, k, v, o):
+        return _triton_merge(q, k, v, o, lse, scale)
+    return merge_first_key(q, k, v, o, lse, scale)
+
+
+@flash4_attention.register_fake
+def _(q, k, v, scale, first_key_apart):
     b, h, n, d = q.shape
     return q.new_empty(b, n, h * d)
 

@@ -16,7 +16,7 @@ from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .attention import applies, attend_first_key_apart
+from .attention import applies, attend_first_key_apart, flash4_attention, worth_it
 from .config import LSegConfig
 from .layers import LayerNormFp32
 
@@ -69,12 +69,21 @@ class Mlp(TimmMlp):
 class Attention(TimmAttention):
     """timm's Attention (same parameters and keys). ``cls_key_apart`` (off by default; a backend sets it on
     its own copy) computes it with the class token's key apart (:mod:`.attention`) at the token counts
-    where that is faster (:func:`.attention.applies`): the same softmax, by another route."""
+    where that is faster (:func:`.attention.applies`): the same softmax, by another route. ``flash4`` (off by
+    default, likewise) runs it in fp16/bf16 by FlashAttention-4's kernel."""
 
     cls_key_apart = False
+    flash4 = False  # FlashAttention-4's kernel instead of cuDNN's (:func:`.attention.flash4_attention`), fp16/bf16
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         b, n, _ = x.shape
+        if self.flash4 and x.dtype in (torch.float16, torch.bfloat16) and attn_mask is None and not is_causal \
+                and not self.training:
+            qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+            apart = self.cls_key_apart and worth_it(n)
+            x = flash4_attention(self.q_norm(q), self.k_norm(k), v, float(self.scale), apart)
+            return self.proj_drop(self.proj(self.norm(x)))
         if not (self.cls_key_apart and applies(n, x.dtype, x.device)) or attn_mask is not None or is_causal \
                 or self.training:
             return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
@@ -184,9 +193,39 @@ class ProjectReadout(nn.Module):
         return self.project(torch.cat([patches, cls], dim=-1))
 
 
+def deconv_as_gemm(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
+    """``deconv(x)`` for a transposed convolution whose kernel equals its stride, as one GEMM and a pixel
+    shuffle: each input pixel paints its own s×s block of the output, so the block is the pixel's C-vector
+    times a C × (s·s·O) matrix. The GEMM's columns are ordered (row, column, channel) within the block, so
+    the shuffle (with the bias) moves whole O-vectors and the result is channels-last; with channels-last
+    maps and weights both reshapes are views. Exact up to rounding."""
+    s = deconv.stride[0]
+    b, c, h, w = x.shape
+    o = deconv.out_channels
+    weight = deconv.weight.permute(0, 2, 3, 1).reshape(c, s * s * o)
+    y = x.permute(0, 2, 3, 1).reshape(b * h * w, c) @ weight
+    y = y.reshape(b, h, w, s, s, o).permute(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, o) + deconv.bias
+    return y.permute(0, 3, 1, 2)
+
+
+def gemm_shaped(deconv: nn.Module) -> bool:
+    """Whether :func:`deconv_as_gemm` computes ``deconv``: a square kernel equal to its stride, no padding,
+    dilation or groups."""
+    return (isinstance(deconv, nn.ConvTranspose2d) and deconv.kernel_size == deconv.stride
+            and deconv.kernel_size[0] == deconv.kernel_size[1] and deconv.padding == (0, 0)
+            and deconv.output_padding == (0, 0) and deconv.dilation == (1, 1) and deconv.groups == 1
+            and deconv.bias is not None)
+
+
 class Reassemble(nn.Sequential):
     """`act_postprocessK`: weights at indices 0, 3, 4 (§2). Indices 1 and 2 (transpose, a fixed-size
-    unflatten in the reference) hold no weights; their work is a reshape from the tap's grid here."""
+    unflatten in the reference) hold no weights; their work is a reshape from the tap's grid here.
+
+    ``deconv_gemm`` (a switch a backend sets on its own copy, off by default): the ×4 and ×2 transposed
+    convolutions of levels 1 and 2 as :func:`deconv_as_gemm` instead of cuDNN's kernel.
+    """
+
+    deconv_gemm = False
 
     def __init__(self, dim: int, out: int, level: int):
         resample = {
@@ -209,7 +248,10 @@ class Reassemble(nn.Sequential):
         resample = self[4]
         # the resample layer may be pinned to another dtype than the rest (bf16 engines, see
         # backends.common.encoder_module); cast in and out so the graph stays consistent
-        return resample(x.to(resample.weight.dtype)).to(x.dtype)
+        x_in = x.to(resample.weight.dtype)
+        if self.deconv_gemm and gemm_shaped(resample):
+            return deconv_as_gemm(x_in, resample).to(x.dtype)
+        return resample(x_in).to(x.dtype)
 
 
 class ViTBackbone(nn.Module):
