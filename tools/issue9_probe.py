@@ -444,6 +444,44 @@ def cls_bench(res: dict) -> None:
     attention_apart_bench(res)
 
 
+def attention_routes_timed(row: dict, routes: dict, qkv, ref, suffix: str = "_ms") -> None:
+    """Each route (packed qkv → (B, N, H·D)) torch.compile'd and replayed in a CUDA graph: ``row`` gets
+    LABEL{suffix} (ms per call) and LABEL_max_abs_diff_fp32 against ``ref``, or LABEL_error."""
+    import torch
+
+    for label, fn in routes.items():
+        try:
+            torch._dynamo.reset()
+            c = torch.compile(fn, dynamic=False, fullgraph=True)
+            ms, out = graph_ms(lambda: c(qkv))
+            row[f"{label}{suffix}"] = ms
+            row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
+        except Exception as exc:
+            row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+
+
+def packed_attention_inputs(batch: int, n: int):
+    """A packed fp16 (B, N, 3, 16, 64) qkv GEMM output, its q, k, v views as timm takes them, and the fp32
+    math SDPA reference (B, N, H·D)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    qkv = torch.randn(batch, n, 3, 16, 64, device="cuda", dtype=torch.float16)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    with sdpa_kernel([SDPBackend.MATH]):
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).transpose(1, 2).reshape(batch, n, -1)
+    return qkv, (q, k, v), ref
+
+
+def timm_attention(qkv):
+    """The attention as timm computes it on the packed qkv: SDPA (PyTorch's kernel choice), heads merged."""
+    import torch.nn.functional as F
+
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
+
+
 def attention_apart_bench(res: dict) -> None:
     """SDPA at N tokens against N-1 queries, N-1 keys, both; and the model's attention as timm computes it
     (SDPA on the packed qkv GEMM output, then heads merged back to (B, N, C)) against
@@ -452,14 +490,11 @@ def attention_apart_bench(res: dict) -> None:
     fp32 math SDPA."""
     import torch
     import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from lsegrt.model.attention import attend_first_key_apart, merge_first_key
 
-    h = torch.float16
     for batch, n in ((1, 577), (1, 1025), (1, 1201), (1, 2305), (1, 4097), (8, 577), (8, 4097)):
-        qkv = torch.randn(batch, n, 3, 16, 64, device="cuda", dtype=h)
-        q, kk, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        qkv, (q, kk, v), ref = packed_attention_inputs(batch, n)
         row = {"op": "cls:attention", "batch": batch, "tokens": n}
         qc, kc, vc = q.contiguous(), kk.contiguous(), v.contiguous()
         row["sdpa_ms"], _ = graph_ms(lambda: F.scaled_dot_product_attention(qc, kc, vc))
@@ -467,12 +502,6 @@ def attention_apart_bench(res: dict) -> None:
         row["sdpa_kv_minus1_ms"], _ = graph_ms(lambda: F.scaled_dot_product_attention(qc, kc[:, :, 1:], vc[:, :, 1:]))
         row["sdpa_both_minus1_ms"], _ = graph_ms(
             lambda: F.scaled_dot_product_attention(qc[:, :, 1:], kc[:, :, 1:], vc[:, :, 1:]))
-        with sdpa_kernel([SDPBackend.MATH]):
-            ref = F.scaled_dot_product_attention(q.float(), kk.float(), v.float()).transpose(1, 2).reshape(batch, n, -1)
-
-        def timm_way(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
 
         def apart(qkv):
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -484,15 +513,8 @@ def attention_apart_bench(res: dict) -> None:
                 q, k[:, :, 1:], v[:, :, 1:], None, True, 0.0, False, False, scale=64 ** -0.5)[:2]
             return merge_first_key(q, k, v, o, lse, 64 ** -0.5)
 
-        for label, fn in (("timm", timm_way), ("apart", apart), ("apart_inductor_merge", apart_torch)):
-            try:
-                torch._dynamo.reset()
-                c = torch.compile(fn, dynamic=False, fullgraph=True)
-                ms, out = graph_ms(lambda: c(qkv))
-                row[f"{label}_compiled_ms"] = ms
-                row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
-            except Exception as exc:
-                row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        attention_routes_timed(row, {"timm": timm_attention, "apart": apart, "apart_inductor_merge": apart_torch},
+                               qkv, ref, suffix="_compiled_ms")
         log("cls", row)
         res["micro"].append(row)
 
@@ -507,8 +529,6 @@ def flash4_bench(res: dict) -> None:
     key apart), each torch.compile'd and replayed in a CUDA graph; FA4's kernel alone at each of
     :data:`FLASH4_TILES`; max |difference| to fp32 math SDPA; the first FA4 call's seconds (its JIT compile)."""
     import torch
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from lsegrt.model.attention import attend_first_key_apart, flash4_attention
 
@@ -518,17 +538,10 @@ def flash4_bench(res: dict) -> None:
         res["micro"].append({"op": "flash4", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
         log("flash4: not importable", exc)
         return
-    h, scale = torch.float16, 64 ** -0.5
+    scale = 64 ** -0.5
     for batch, n in ((1, 4097), (1, 577), (1, 1201), (8, 577)):
-        qkv = torch.randn(batch, n, 3, 16, 64, device="cuda", dtype=h)
-        q, kk, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        qkv, (q, kk, v), ref = packed_attention_inputs(batch, n)
         row = {"op": "flash4", "batch": batch, "tokens": n}
-        with sdpa_kernel([SDPBackend.MATH]):
-            ref = F.scaled_dot_product_attention(q.float(), kk.float(), v.float()).transpose(1, 2).reshape(batch, n, -1)
-
-        def cudnn(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
 
         def cudnn_apart(qkv):
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -546,18 +559,10 @@ def flash4_bench(res: dict) -> None:
         fa4(qkv)
         torch.cuda.synchronize()
         row["fa4_first_call_s"] = round(time.perf_counter() - t, 2)
-        routes = {"cudnn": cudnn, "fa4": fa4}
+        routes = {"cudnn": timm_attention, "fa4": fa4}
         if n % 128 == 1:
             routes.update(cudnn_apart=cudnn_apart, fa4_apart=fa4_apart)
-        for label, fn in routes.items():
-            try:
-                torch._dynamo.reset()
-                c = torch.compile(fn, dynamic=False, fullgraph=True)
-                ms, out = graph_ms(lambda: c(qkv))
-                row[f"{label}_ms"] = ms
-                row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
-            except Exception as exc:
-                row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        attention_routes_timed(row, routes, qkv, ref)
         qs, ks, vs = (t.transpose(1, 2) for t in (q, kk, v))  # (B, N, H, D) views of the packed qkv
         for tile in FLASH4_TILES:
             key = f"fa4_kernel_{tile[0]}x{tile[1]}"
