@@ -482,6 +482,14 @@ def timm_attention(qkv):
     return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
 
 
+def on_packed(attend, *args):
+    """``attend`` (q, k, v as (B, H, N, D) views, then ``args``) as a route on the packed qkv."""
+    def route(qkv):
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return attend(q, k, v, *args)
+    return route
+
+
 def attention_apart_bench(res: dict) -> None:
     """SDPA at N tokens against N-1 queries, N-1 keys, both; and the model's attention as timm computes it
     (SDPA on the packed qkv GEMM output, then heads merged back to (B, N, C)) against
@@ -503,17 +511,14 @@ def attention_apart_bench(res: dict) -> None:
         row["sdpa_both_minus1_ms"], _ = graph_ms(
             lambda: F.scaled_dot_product_attention(qc[:, :, 1:], kc[:, :, 1:], vc[:, :, 1:]))
 
-        def apart(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return attend_first_key_apart(q, k, v, 64 ** -0.5)
-
         def apart_torch(qkv):  # the same route with Inductor's own merge (the first version, for comparison)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
             o, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
                 q, k[:, :, 1:], v[:, :, 1:], None, True, 0.0, False, False, scale=64 ** -0.5)[:2]
             return merge_first_key(q, k, v, o, lse, 64 ** -0.5)
 
-        attention_routes_timed(row, {"timm": timm_attention, "apart": apart, "apart_inductor_merge": apart_torch},
+        attention_routes_timed(row, {"timm": timm_attention, "apart": on_packed(attend_first_key_apart, 64 ** -0.5),
+                                     "apart_inductor_merge": apart_torch},
                                qkv, ref, suffix="_compiled_ms")
         log("cls", row)
         res["micro"].append(row)
@@ -542,18 +547,8 @@ def flash4_bench(res: dict) -> None:
     for batch, n in ((1, 4097), (1, 577), (1, 1201), (8, 577)):
         qkv, (q, kk, v), ref = packed_attention_inputs(batch, n)
         row = {"op": "flash4", "batch": batch, "tokens": n}
-
-        def cudnn_apart(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return attend_first_key_apart(q, k, v, scale)
-
-        def fa4(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return flash4_attention(q, k, v, scale, False)
-
-        def fa4_apart(qkv):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            return flash4_attention(q, k, v, scale, True)
+        cudnn_apart = on_packed(attend_first_key_apart, scale)
+        fa4, fa4_apart = on_packed(flash4_attention, scale, False), on_packed(flash4_attention, scale, True)
 
         t = time.perf_counter()
         fa4(qkv)

@@ -75,21 +75,25 @@ class Attention(TimmAttention):
     cls_key_apart = False
     flash4 = False  # FlashAttention-4's kernel instead of cuDNN's (:func:`.attention.flash4_attention`), fp16/bf16
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        b, n, _ = x.shape
-        if self.flash4 and x.dtype in (torch.float16, torch.bfloat16) and attn_mask is None and not is_causal \
-                and not self.training:
-            qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)
+    def _route(self, x: torch.Tensor):
+        """The attention route this copy's switches pick for ``x``: a function (q, k, v, scale) → (B, N, H·D),
+        or None for timm's own."""
+        n = x.shape[1]
+        if self.flash4 and x.dtype in (torch.float16, torch.bfloat16):
             apart = self.cls_key_apart and worth_it(n)
-            x = flash4_attention(self.q_norm(q), self.k_norm(k), v, float(self.scale), apart)
-            return self.proj_drop(self.proj(self.norm(x)))
-        if not (self.cls_key_apart and applies(n, x.dtype, x.device)) or attn_mask is not None or is_causal \
-                or self.training:
+            return lambda q, k, v, scale: flash4_attention(q, k, v, scale, apart)
+        if self.cls_key_apart and applies(n, x.dtype, x.device):
+            return attend_first_key_apart
+        return None
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        attend = None if attn_mask is not None or is_causal or self.training else self._route(x)
+        if attend is None:
             return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
+        b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = attend_first_key_apart(self.q_norm(q), self.k_norm(k), v, float(self.scale))
+        x = attend(self.q_norm(q), self.k_norm(k), v, float(self.scale))
         return self.proj_drop(self.proj(self.norm(x)))
 
 
