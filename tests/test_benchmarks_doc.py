@@ -834,7 +834,7 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
     record = next(x for x in json.loads((MEASURED / rn).read_text())["records"] if x["candidate"] == new)
     ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "resnet").record()
     measured = dict(record["encoder"]["options"], pos_cache=False)
-    assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache",)
+    assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache", "flash4")  # flash4: added since
     assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since, off in `fast`
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     three = "compile:fp16:branch_priority=true,fast=true,pdl=true,shape_padding=false"
@@ -923,3 +923,97 @@ def test_issue9_sixteenth_session_flash4_comes_from_the_records():
     # flash4 is opt-in: `fast` leaves it off until batch 8 and a saved build's first inference are measured
     assert CompileOptions.parse({"fast": True}).flash4 is False
     assert "Until they are, `flash4` stays out of `fast`" in flat
+
+
+def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
+    section = _between("### Seventeenth session", "### Sixteenth session")
+    flat = _flat(section)
+    day = "2026-12-07"
+    names = {k: f"bench_seventeenth_{k}_vit_l16_h100_{day}.json"
+             for k in ("batch8", "fast", "swapped", "levers", "cls_apart")}
+    firsts = {k: f"first_inference_seventeenth{k}_h100_{day}.json" for k in ("", "_fa4cache")}
+    prof = f"profile_seventeenth_vit_l16_1024_h100_{day}.json"
+    _assert_rendered(section, bench=list(names.values()), profile=[prof], first=list(firsts.values()))
+
+    def p50(kind):
+        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
+                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+
+    st, fa = "compile:fp16", "compile:fp16:fast=true"
+    on, off = "compile:fp16:fast=true,flash4=true", "compile:fp16:fast=true,flash4=false"
+    x = lambda recs, c, s, b=1: recs[st, s, b] / recs[c, s, b]  # noqa: E731
+
+    # batch 8, call 2
+    b8 = p50("batch8")
+    sizes = (("384", "384²"), ("480x640", "480×640"), ("1024", "1024²"))
+    for s, label in sizes:
+        assert f"{x(b8, on, s, 8):.3f}× at" in flat and f"({b8[st, s, 8]:.2f} → {b8[on, s, 8]:.2f} ms)" in flat
+    assert ("`fast` without it " + ", ".join(f"{x(b8, off, s, 8):.3f}×" for s in ("384", "480x640"))
+            + f" and {x(b8, off, '1024', 8):.3f}×") in flat
+    assert f"({b8[off, '384', 8]:.2f}, {b8[off, '480x640', 8]:.2f} and {b8[off, '1024', 8]:.2f} ms)" in flat
+    assert f"costs {b8[on, '384', 8] - b8[off, '384', 8]:.2f} ms at batch 8 × 384²" in flat
+    assert (f"saves {b8[off, '480x640', 8] - b8[on, '480x640', 8]:.2f} ms at 480×640 and "
+            f"{b8[off, '1024', 8] - b8[on, '1024', 8]:.2f} ms at 1024²") in flat
+    four = p50("fast")
+    assert (f"{four[fa, '384', 8]:.2f} against {four[off, '384', 8]:.2f} ms at 384², {four[fa, '1024', 8]:.2f} against "
+            f"{four[off, '1024', 8]:.2f} ms at 1024²") in flat
+
+    # batch 1, calls 4, 5, 6 and 8
+    sw, lev, cls = p50("swapped"), p50("levers"), p50("cls_apart")
+    assert f"384² **{x(four, fa, '384'):.3f}×** ({four[st, '384', 1]:.2f} → {four[fa, '384', 1]:.2f} ms)" in flat
+    assert f"{x(sw, fa, '384'):.3f}× in the other order ({sw[st, '384', 1]:.2f} → {sw[fa, '384', 1]:.2f} ms)" in flat
+    assert f"480×640 {x(cls, fa, '480x640'):.3f}× ({cls[st, '480x640', 1]:.2f} → {cls[fa, '480x640', 1]:.2f} ms)" in flat
+    assert f"1024² **{x(four, fa, '1024'):.3f}×** ({four[st, '1024', 1]:.2f} → {four[fa, '1024', 1]:.2f} ms)" in flat
+    assert f"{x(sw, fa, '1024'):.3f}× in the other order ({sw[st, '1024', 1]:.2f} → {sw[fa, '1024', 1]:.2f} ms)" in flat
+    assert f"{x(lev, fa, '1024'):.3f}× and {x(cls, fa, '1024'):.3f}× in calls 6 and 8" in flat
+    assert f"{x(four, off, '384'):.3f}× at 384², {x(four, off, '1024'):.3f}× at 1024²" in flat
+    ours = [r[fa, "1024", 1] for r in (four, sw, lev, cls)]
+    stock = [r[st, "1024", 1] for r in (four, sw, lev, cls)]
+    assert f"took {min(ours):.2f}–{max(ours):.2f} ms here" in flat and f"took {min(stock):.2f}–{max(stock):.2f} ms here" in flat
+    assert all(1.2 < s / o < 1.25 for s, o in zip(stock, ours))  # short of the target at 1024² on this machine
+    assert all(x(r, fa, "384") > 1.3 for r in (four, sw))
+
+    # the sixteenth session's same candidate, for the comparison quoted
+    old = {}
+    for k in ("", "_swapped", "_first"):
+        for r in json.loads((MEASURED / f"bench_sixteenth_vit_l16{k}_h100_{day}.json").read_text())["records"]:
+            if r["status"] == "ok" and r["size"] == 1024:
+                old.setdefault(r["candidate"], []).append(r["gpu_ms_p50"])
+    f4_16 = old["compile:fp16:fast=true,flash4=true"]
+    assert f"and {min(f4_16):.2f}–{max(f4_16):.2f} ms there" in flat
+    assert f"and {min(old[st]):.2f}–{max(old[st]):.2f} ms there" in flat
+    p17 = json.loads((MEASURED / prof).read_text())["candidates"]
+    p16 = json.loads((MEASURED / f"profile_sixteenth_vit_l16_1024_h100_{day}.json").read_text())["candidates"]
+    lat = lambda c: c["whole"]["latency_ms_p50"]  # noqa: E731
+    assert (f"stock's latency {lat(p17[0]):.2f} ms here and {lat(p16[0]):.2f} ms there, `fast` + `flash4` "
+            f"{lat(p17[1]):.2f} and {lat(p16[1]):.2f} ms") in flat
+    assert f"{min(old[st]) - lat(p16[0]):.2f}" == "0.55" and abs(min(stock) - lat(p17[0])) < 0.1
+    assert f"is {min(ours + f4_16) - 10.4:.2f}–{max(ours + f4_16) - 10.4:.2f} ms short" in flat
+
+    # the opt-in levers and the class key apart
+    assert (f"`cudnn_benchmark=true` {lev['compile:fp16:cudnn_benchmark=true,fast=true', '1024', 1]:.2f} ms against "
+            f"`fast`'s {lev[fa, '1024', 1]:.2f}") in flat
+    assert f"`deconv_gemm=true` {lev['compile:fp16:deconv_gemm=true,fast=true', '1024', 1]:.2f} ms" in flat
+    kernels = {k["kernel"]: k for k in p17[1]["top_kernels"]}
+    merge = kernels["merge_first_key_kernel"]
+    fa4 = next(k for name, k in kernels.items() if "flash_fwd_sm90" in name)
+    assert f"merge kernel at {merge['ms']:.3f} ms in {merge['launches']:.0f} launches" in flat
+    assert f"({1e3 * merge['ms'] / merge['launches']:.0f} µs a layer)" in flat
+    assert f"FA4's kernel at {fa4['ms']:.3f} ms ({1e3 * fa4['ms'] / fa4['launches']:.0f} µs a layer)" in flat
+    apart_off = "compile:fp16:cls_key_apart=false,fast=true"
+    assert (f"took {cls[apart_off, '1024', 1]:.2f} against {cls[fa, '1024', 1]:.2f} ms at 1024² "
+            f"({x(cls, apart_off, '1024'):.3f}× against {x(cls, fa, '1024'):.3f}×)") in flat
+    assert f"{cls[fa, '480x640', 1]:.2f}" == f"{cls[apart_off, '480x640', 1]:.2f}"
+
+    # first inference from the saved build, with flash4 in its options
+    first = json.loads((MEASURED / firsts[""]).read_text())
+    assert first["build_sidecar"]["request"]["options"]["flash4"] is True
+    assert first["build_sidecar"]["request"]["gpu"].startswith("NVIDIA H100")
+    steps = [first[m]["seconds_since_process_start"] for m in ("saved", "again")]
+    spans = [s["first_call_s"] - s["open_s"] for s in steps]
+    assert f"**{spans[0]:.2f} and {spans[1]:.2f} s** from opening" in flat and max(spans) <= 10
+    assert f"{steps[0]['first_call_s']:.2f} and {steps[1]['first_call_s']:.2f} s from process start" in flat
+    cached = json.loads((MEASURED / firsts["_fa4cache"]).read_text())
+    spans = [cached[m]["seconds_since_process_start"]["first_call_s"] - cached[m]["seconds_since_process_start"]["open_s"]
+             for m in ("saved", "again")]
+    assert f"(call 9): {spans[0]:.2f} and {spans[1]:.2f} s from opening" in flat

@@ -259,7 +259,7 @@ def _stage_runner(model, cand: Candidate, device: torch.device, groups: int, hei
         from .backends.compiled import CompileOptions, call_scope, compile_module, served_module
         from .model.vit import pos_cache_trunks
 
-        opts = CompileOptions.parse(cand.options, model.config.backbone)
+        opts = CompileOptions.parse(cand.options, model.config.backbone, device, cand.precision)
         # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot
         opts = dataclasses.replace(opts, overlap=False)
         served = served_module(model, cand.precision, device, opts)

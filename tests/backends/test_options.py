@@ -197,13 +197,47 @@ def test_branch_priority_needs_overlap_and_stays_off_the_pieces(tiny_vit):
         torch.testing.assert_close(enc(x), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_fast_turns_flash4_on_for_fp16_or_bf16_on_a_hopper_gpu_that_imports_it(monkeypatch):
+    import lsegrt.backends.compiled as compiled
+
+    gpu = {"capability": (9, 0), "package": True}
+    monkeypatch.setattr(compiled.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(compiled.torch.cuda, "get_device_capability", lambda device=None: gpu["capability"])
+    monkeypatch.setattr(compiled, "flash4_available", lambda: gpu["package"])
+
+    def flash4(backbone="vit", device="cuda", precision="fp16", **given):
+        return compiled.CompileOptions.parse({"fast": True, **given}, backbone, device, precision).flash4
+
+    assert flash4() is True and flash4(precision="bf16") is True and flash4(device="cuda:0") is True
+    assert flash4(precision="fp32") is False  # its kernel is fp16/bf16
+    assert flash4(device="cpu") is False and flash4(device=None) is False
+    assert flash4(backbone="resnet") is False  # no attention
+    assert flash4(flash4=False) is False  # the caller's value wins
+    assert flash4(device="cpu", flash4=True) is True
+
+    def apart(device="cuda", **given):
+        return compiled.CompileOptions.parse({"fast": True, **given}, "vit", device, "fp16").cls_key_apart
+
+    # with FA4 the class key is not taken apart (its merge cost more than FA4's extra key tile)
+    assert apart() is False and apart(device="cpu") is True and apart(device="cpu", flash4=True) is False
+    assert apart(cls_key_apart=True) is True and apart(flash4=False) is True
+    gpu["capability"] = (8, 0)
+    assert flash4() is False  # measured on Hopper only
+    gpu["capability"] = (10, 0)
+    assert flash4() is False
+    gpu["capability"], gpu["package"] = (9, 0), False
+    assert flash4() is False
+    assert compiled.CompileOptions.parse({"flash4": None}, "vit", "cuda", "fp16").flash4 is False  # not fast
+
+
 def test_fast_caches_the_position_embedding_for_a_vit_only():
     from lsegrt.backends.compiled import FAST, FAST_VIT_ONLY, CompileOptions, pdl_supported
 
     vit, rn = CompileOptions.parse({"fast": True}, "vit"), CompileOptions.parse({"fast": True}, "resnet")
     stock = CompileOptions.parse({})
-    assert FAST_VIT_ONLY == ("pos_cache",)  # a ResNet has no position embedding
+    assert FAST_VIT_ONLY == ("pos_cache", "flash4")  # a ResNet has no position embedding, no attention
     assert rn.pos_cache == stock.pos_cache is False and vit.pos_cache is True
+    assert rn.flash4 is vit.flash4 is False  # no device given: not filled (test below)
     for name in set(FAST) - set(FAST_VIT_ONLY):
         want = FAST[name] if name != "pdl" else pdl_supported()
         assert getattr(vit, name) == getattr(rn, name) == want, name

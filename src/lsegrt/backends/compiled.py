@@ -14,11 +14,14 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
   ``weights_channels_last``, ``readout_split``, ``shape_padding=false``, ``pos_cache``, ``branch_priority``,
-  ``pdl``; each only where the caller left it unset and where it applies: a ResNet has no position
-  embedding to cache, :data:`FAST_VIT_ONLY`). On an H100 (batch 1, stock compile in the same call): ViT-L/16
-  1.25× at 384² and 480×640, 1.21–1.25× at 1024² (fourteenth and fifteenth sessions; stock's 1024² time
-  differs by machine, 12.9–13.4 ms); RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same
-  fidelity. It is not the default: stock stays the reference.
+  ``pdl``, ``flash4``; each only where the caller left it unset and where it applies: a ResNet has no
+  position embedding to cache and no attention, :data:`FAST_VIT_ONLY`; ``flash4`` only in fp16/bf16 on a
+  Hopper GPU that imports FlashAttention-4, :func:`flash4_in_fast`, and then without ``cls_key_apart``).
+  On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.30–1.32× at 384², 1.39–1.40×
+  at 480×640, 1.22–1.30× at 1024² (sixteenth and seventeenth sessions; stock's 1024² time differs by machine,
+  12.9–13.5 ms), 1.23–1.26× at batch 8; without it (no package) 1.25–1.30× at 384², 1.18–1.25× at 1024²;
+  RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same fidelity. It is not the default: stock stays
+  the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
   1×1 convolutions and the L2 norm, which write the caller's tensor after it (no output copy).
@@ -55,6 +58,13 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   Inductor then launches through Triton's own launchers, which the saved build carries
   (:mod:`.compiled_libraries`); the first inference from a saved build took 5.2–5.3 s from opening it
   (fourteenth session; 7.2–7.4 s on a machine new to the build, eleventh).
+- ``flash4``: the ViT attention in fp16/bf16 by FlashAttention-4's CuTe kernel (package ``flash-attn-4``,
+  ``pip install lsegrt[flash4]``) instead of cuDNN's, through :func:`~lsegrt.model.attention.flash4_attention`
+  on the (B, N, H, D) views of the qkv GEMM's output: at 4,097 tokens 149.6 against 174.2 µs a layer, at
+  1,201 tokens 18.0 against 31.3 µs (H100). The kernel is JIT-compiled in each new process on its first call
+  (about 1.3 s; ``FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1`` keeps it on disk); a saved build's first
+  output came 6.3–6.5 s after opening it (seventeenth session). On a GPU without the package the encoder
+  refuses to open; off the GPU the op computes the same attention in PyTorch.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -111,15 +121,30 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # `pdl` only where this torch's Inductor has it (and Inductor itself emits it only on Hopper and later).
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
         "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True,
-        "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True}
+        "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True, "flash4": True}
 # A ResNet has no position embedding: its `fast` leaves pos_cache stock (the other three options the fourteenth
-# session added were measured with RN101 in the fifteenth: 1.29 → 1.32× at 384², 1.32 → 1.36× at 1024²).
-FAST_VIT_ONLY = ("pos_cache",)
+# session added were measured with RN101 in the fifteenth: 1.29 → 1.32× at 384², 1.32 → 1.36× at 1024²), and
+# no attention for flash4.
+FAST_VIT_ONLY = ("pos_cache", "flash4")
+# `flash4` only where it was measured faster: fp16/bf16 on a Hopper GPU (compute capability 9.x) that can
+# import FlashAttention-4 (sixteenth and seventeenth sessions, H100).
+FLASH4_FAST_CAPABILITY = 9
 
 
 def pdl_supported() -> bool:
     """Whether this torch's Inductor can generate programmatic-dependent-launch code (torch ≥ 2.9)."""
     return hasattr(torch._inductor.config.triton, "enable_pdl")
+
+
+def flash4_in_fast(device: torch.device | str | None, precision: str | None) -> bool:
+    """Whether ``fast`` turns ``flash4`` on for ``device`` and ``precision``: fp16/bf16 on a Hopper GPU where
+    FlashAttention-4 imports (elsewhere it was not measured, or its kernel does not run)."""
+    if device is None or precision not in ("fp16", "bf16"):
+        return False
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device)[0] == FLASH4_FAST_CAPABILITY and flash4_available()
 
 
 def _option(type_: type, help: str, *, default: Any = None, stock: Any = None, choices: tuple | None = None,
@@ -199,7 +224,8 @@ class CompileOptions:
                                   switch=True)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
-                         + " (each unless set; pos_cache for a ViT only)", default=False)
+                         + " (each unless set; pos_cache and flash4 for a ViT only, flash4 in fp16/bf16 on a Hopper "
+                         "GPU that imports FlashAttention-4, and then without cls_key_apart)", default=False)
 
     @classmethod
     def table(cls) -> dict[str, Option]:
@@ -216,10 +242,12 @@ class CompileOptions:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["switch"])
 
     @classmethod
-    def parse(cls, options: dict[str, Any], backbone: str | None = None) -> "CompileOptions":
+    def parse(cls, options: dict[str, Any], backbone: str | None = None, device: torch.device | str | None = None,
+              precision: str | None = None) -> "CompileOptions":
         """Options as given to :meth:`Encoder.open` → validated; unknown keys and bad values refused.
         ``backbone`` (the model's, "vit" or "resnet"; None: validation only) picks what ``fast`` fills in:
-        a ResNet's bundle leaves out :data:`FAST_VIT_ONLY`."""
+        a ResNet's bundle leaves out :data:`FAST_VIT_ONLY`; ``device`` and ``precision`` whether it fills
+        ``flash4`` (:func:`flash4_in_fast`)."""
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
             raise LsegError(f"unknown option(s) for the compile backend: {', '.join(unknown)}; "
@@ -237,6 +265,11 @@ class CompileOptions:
                 fill["pos_cache"] = False
             if not pdl_supported():
                 fill["pdl"] = False
+            if "flash4" in fill and parsed.flash4 is None and not flash4_in_fast(device, precision):
+                fill["flash4"] = False
+            if fill.get("flash4") if parsed.flash4 is None else parsed.flash4:
+                # FA4 over all 4,097 keys (1024²) beat FA4 over 4,096 plus the class key's merge kernel
+                fill["cls_key_apart"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:
             if parsed.dynamic:
@@ -464,7 +497,7 @@ class CompiledEncoder(Encoder):
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
         CompileOptions.parse(options)  # bad options fail before a model is built
         model = resolve_model(checkpoint, device, variant)
-        opts = CompileOptions.parse(options, model.config.backbone)
+        opts = CompileOptions.parse(options, model.config.backbone, device, precision)
         if engine is not None:
             load_saved_build(engine, model, precision, device, opts)
         return cls(model, device, precision, opts, Path(engine) if engine is not None else None)
@@ -531,7 +564,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
     from ..sidecar import publish, staging
 
     device = torch.device(device)
-    opts = CompileOptions.parse(options or {}, model.config.backbone)
+    opts = CompileOptions.parse(options or {}, model.config.backbone, device, precision)
     path = check_output_path(path)
     shapes = [tuple(int(v) for v in s) for s in shapes]
     for b, h, w in shapes:
