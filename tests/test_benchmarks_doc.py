@@ -943,6 +943,14 @@ def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
     on, off = "compile:fp16:fast=true,flash4=true", "compile:fp16:fast=true,flash4=false"
     x = lambda recs, c, s, b=1: recs[st, s, b] / recs[c, s, b]  # noqa: E731
 
+    # what each candidate ran: this session's `fast` filled flash4 (class key still apart), as the section says
+    for kind in names:
+        for r in json.loads((MEASURED / names[kind]).read_text())["records"]:
+            got = {k: r["encoder"]["options"][k] for k in ("flash4", "cls_key_apart")}
+            want = {st: (False, False), fa: (True, True), on: (True, True), off: (False, True),
+                    "compile:fp16:cls_key_apart=false,fast=true": (True, False)}.get(r["candidate"], (True, True))
+            assert (got["flash4"], got["cls_key_apart"]) == want, (kind, r["candidate"])
+
     # batch 8, call 2
     b8 = p50("batch8")
     sizes = (("384", "384²"), ("480x640", "480×640"), ("1024", "1024²"))

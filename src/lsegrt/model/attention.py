@@ -15,8 +15,9 @@ the same op runs PyTorch's flash attention and the merge in fp32 (the tests' pat
 
 :func:`flash4_attention` is the same attention (the class key apart where it is worth it, else whole) by
 FlashAttention-4's kernel for Hopper (package ``flash-attn-4``, CuTe DSL) instead of cuDNN's: the compile
-backend's ``flash4``, in its ``fast`` on a Hopper GPU that imports it (measured: docs/BENCHMARKS.md); it takes the heads in the (B, N, H, D) layout the qkv GEMM writes,
-so no copy goes in, and its output is already (B, N, H·D).
+backend's ``flash4``, in its ``fast`` on a Hopper GPU that imports it (measured: docs/BENCHMARKS.md). It takes
+the heads in the (B, N, H, D) layout the qkv GEMM writes, so no copy goes in, and its output is already
+(B, N, H·D).
 """
 
 from __future__ import annotations
