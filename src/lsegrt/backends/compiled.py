@@ -102,10 +102,10 @@ from typing import Any
 import torch
 
 from ..errors import LsegError
-from ..model.attention import FLASH4_PACKAGE, flash4_available
+from ..model.attention import FLASH4_PACKAGE, HALF_DTYPES, flash4_available
 from ..model.vit import pos_cache_trunks
 from . import compiled_libraries as libs
-from .base import Encoder, Option, check_precision
+from .base import DTYPES, Encoder, Option, check_precision
 from .common import encoder_module, resolve_model, tf32_description, tf32_scope
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -139,7 +139,7 @@ def pdl_supported() -> bool:
 def flash4_in_fast(device: torch.device | str | None, precision: str | None) -> bool:
     """Whether ``fast`` turns ``flash4`` on for ``device`` and ``precision``: fp16/bf16 on a Hopper GPU where
     FlashAttention-4 imports (elsewhere it was not measured, or its kernel does not run)."""
-    if device is None or precision not in ("fp16", "bf16"):
+    if device is None or DTYPES.get(precision) not in HALF_DTYPES:
         return False
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
@@ -267,8 +267,8 @@ class CompileOptions:
                 fill["pdl"] = False
             if "flash4" in fill and parsed.flash4 is None and not flash4_in_fast(device, precision):
                 fill["flash4"] = False
-            if fill.get("flash4") if parsed.flash4 is None else parsed.flash4:
-                # FA4 over all 4,097 keys (1024²) beat FA4 over 4,096 plus the class key's merge kernel
+            flash4 = fill.get("flash4", False) if parsed.flash4 is None else parsed.flash4
+            if flash4:  # FA4 over all 4,097 keys (1024²) beat FA4 over 4,096 plus the class key's merge kernel
                 fill["cls_key_apart"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
         if parsed.overlap:

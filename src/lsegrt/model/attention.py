@@ -27,6 +27,8 @@ import importlib
 import torch
 
 KEY_TILE = 128  # cuDNN's key tile for fp16, head dim 64, on Hopper (its kernel name: …64x128x64…)
+# the dtypes cuDNN's and FlashAttention-4's attention kernels run in (neither has an fp32 one)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def worth_it(tokens: int) -> bool:
@@ -39,7 +41,7 @@ def applies(tokens: int, dtype: torch.dtype, device: torch.device) -> bool:
     attention has no fp32 kernel; there the model keeps PyTorch's own choice)."""
     if not worth_it(tokens):
         return False
-    return device.type == "cpu" or (device.type == "cuda" and dtype in (torch.float16, torch.bfloat16))
+    return device.type == "cpu" or (device.type == "cuda" and dtype in HALF_DTYPES)
 
 
 def merge_first_key(q, k, v, o, lse, scale: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .attention import applies, attend_first_key_apart, flash4_attention, worth_it
+from .attention import HALF_DTYPES, applies, attend_first_key_apart, flash4_attention, worth_it
 from .config import LSegConfig
 from .layers import LayerNormFp32
 
@@ -79,7 +79,7 @@ class Attention(TimmAttention):
         """The attention route this copy's switches pick for ``x``: a function (q, k, v, scale) → (B, N, H·D),
         or None for timm's own."""
         n = x.shape[1]
-        if self.flash4 and x.dtype in (torch.float16, torch.bfloat16):
+        if self.flash4 and x.dtype in HALF_DTYPES:
             apart = self.cls_key_apart and worth_it(n)
             return lambda q, k, v, scale: flash4_attention(q, k, v, scale, apart)
         if self.cls_key_apart and applies(n, x.dtype, x.device):
