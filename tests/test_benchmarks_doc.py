@@ -54,6 +54,13 @@ def _assert_rendered(section: str, **records: list[str]) -> None:
             assert render[kind](MEASURED / name) in section, f"{name}: re-render its tables"
 
 
+def _stock_and_at_1024(name: str, cand: str) -> tuple[float, float]:
+    """(stock, ``cand``) GPU p50 ms at 1024², batch 1, of one bench record."""
+    recs = {r["candidate"]: r["gpu_ms_p50"] for r in json.loads((MEASURED / name).read_text())["records"]
+            if r.get("gpu_ms_p50") and str(r["size"]) == "1024" and r["batch"] == 1}
+    return recs["compile:fp16"], recs[cand]
+
+
 def _first_inference(name: str) -> tuple[dict, list[dict]]:
     """A first-inference record and the seconds since process start of its two runs outside cProfile."""
     first = json.loads((MEASURED / name).read_text())
@@ -1025,3 +1032,122 @@ def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
     spans = [cached[m]["seconds_since_process_start"]["first_call_s"] - cached[m]["seconds_since_process_start"]["open_s"]
              for m in ("saved", "again")]
     assert f"(call 9): {spans[0]:.2f} and {spans[1]:.2f} s from opening" in flat
+
+
+def test_issue9_eighteenth_session_bundle_levers_and_probes_come_from_the_records():
+    section = _between("### Eighteenth session", "### Seventeenth session")
+    flat = _flat(section)
+    day = "2026-12-07"
+    names = {k: f"bench_eighteenth_{k}_vit_l16_h100_{day}.json" for k in ("fast", "swapped", "batch8", "levers")}
+    cmps = {k: f"compare_eighteenth{k}_vit_l16_h100_{day}.json" for k in ("", "_deconv")}
+    prof = f"profile_eighteenth_vit_l16_1024_h100_{day}.json"
+    flash4, quack = (MEASURED / f"issue9_{k}_eighteenth_h100_{day}.json" for k in ("flash4", "quack"))
+    _assert_rendered(section, bench=list(names.values()), compare=list(cmps.values()), profile=[prof])
+    assert _tables().flash4_table(flash4) in section and _tables().quack_table(quack) in section
+    assert (MEASURED / f"issue9_deconv_launch_failure_eighteenth_h100_{day}.txt").read_text().count(
+        "CUDA error: unspecified") == 2
+
+    def p50(kind):
+        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
+                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+
+    st, fa = "compile:fp16", "compile:fp16:fast=true"
+    x = lambda recs, c, s, b=1: recs[st, s, b] / recs[c, s, b]  # noqa: E731
+    # every candidate ran the bundle as main has it: flash4 filled on this GPU, the class key not apart
+    for kind in names:
+        for r in json.loads((MEASURED / names[kind]).read_text())["records"]:
+            opts = r["encoder"]["options"]
+            want = (False, False) if r["candidate"] == st else (True, "cls_key_apart=true" in r["candidate"])
+            assert (opts["flash4"], opts["cls_key_apart"]) == want, (kind, r["candidate"])
+
+    # batch 1, calls 3, 6 and 9
+    f, w, lev = p50("fast"), p50("swapped"), p50("levers")
+    assert f"**{x(f, fa, '1024'):.3f}×** ({f[st, '1024', 1]:.2f} → {f[fa, '1024', 1]:.2f} ms, call 3)" in flat
+    assert f"**{x(w, fa, '1024'):.3f}×** in the other order ({w[st, '1024', 1]:.2f} → {w[fa, '1024', 1]:.2f} ms, call 6)" in flat
+    assert f"**{x(lev, fa, '1024'):.3f}×** on the second lease ({lev[st, '1024', 1]:.2f} → {lev[fa, '1024', 1]:.2f} ms, call 9)" in flat
+    apart = "compile:fp16:cls_key_apart=true,fast=true"
+    assert f"`cls_key_apart=true`) {x(f, apart, '1024'):.3f}× ({f[apart, '1024', 1]:.2f} ms)" in flat
+    ours = [r[fa, "1024", 1] for r in (f, w, lev)]
+    assert f"{min(ours):.2f}–{max(ours):.2f} ms against the issue's ≤ 10.4 ms" in flat
+    assert f"**384²**: {x(f, fa, '384'):.3f}× ({f[st, '384', 1]:.2f} → {f[fa, '384', 1]:.2f} ms) and {x(w, fa, '384'):.3f}×" in flat
+    assert f"**480×640** {x(f, fa, '480x640'):.3f}× ({f[st, '480x640', 1]:.2f} → {f[fa, '480x640', 1]:.2f} ms)" in flat
+    assert all(x(r, fa, "384") > 1.25 for r in (f, w))
+    # the span over the three sessions that measured the bundle with flash4
+    older = []
+    for name, cand in ((f"bench_sixteenth_vit_l16{k}_h100_{day}.json", "compile:fp16:fast=true,flash4=true")
+                       for k in ("", "_swapped", "_first")):
+        older.append(_stock_and_at_1024(name, cand))
+    for k in ("fast", "swapped", "levers", "cls_apart"):
+        older.append(_stock_and_at_1024(f"bench_seventeenth_{k}_vit_l16_h100_{day}.json", fa))
+    older.append(_stock_and_at_1024(f"bench_seventeenth_cls_apart_vit_l16_h100_{day}.json", "compile:fp16:cls_key_apart=false,fast=true"))
+    pairs = older + [(r[st, "1024", 1], r[fa, "1024", 1]) for r in (f, w, lev)]
+    ratios = [s / o for s, o in pairs]
+    assert f"spans {min(ratios):.2f}–{max(ratios):.2f}× (stock {min(s for s, _ in pairs):.2f}–{max(s for s, _ in pairs):.2f} ms, " \
+           f"`fast` {min(o for _, o in pairs):.2f}–{max(o for _, o in pairs):.2f} ms)" in flat
+
+    # batch 8, call 7
+    b8 = p50("batch8")
+    for s, label in (("1024", "1024²"), ("384", "384²"), ("480x640", "480×640")):
+        assert f"{x(b8, fa, s, 8):.3f}× at {label} ({b8[st, s, 8]:.2f} → {b8[fa, s, 8]:.2f} ms)" in flat
+
+    # the options undone, call 9
+    undone = {o: lev[f"compile:fp16:{o}", "1024", 1] for o in
+              ("fast=true,overlap=false", "branch_priority=false,fast=true", "fast=true,pdl=false", "deconv_gemm=true,fast=true")}
+    assert all(v > lev[fa, "1024", 1] for k, v in undone.items() if "deconv" not in k)
+    assert (f"without `overlap` {undone['fast=true,overlap=false']:.2f} ms "
+            f"({x(lev, 'compile:fp16:fast=true,overlap=false', '1024'):.3f}×) against `fast`'s {lev[fa, '1024', 1]:.2f} ms") in flat
+    assert f"without `branch_priority` {undone['branch_priority=false,fast=true']:.2f} ms, without `pdl` {undone['fast=true,pdl=false']:.2f} ms" in flat
+    assert f"`overlap` the most ({undone['fast=true,overlap=false'] - lev[fa, '1024', 1]:.2f} ms)" in flat
+    assert f"`deconv_gemm=true` on top: {undone['deconv_gemm=true,fast=true']:.2f} ms ({x(lev, 'compile:fp16:deconv_gemm=true,fast=true', '1024'):.3f}×)" in flat
+
+    # fidelity, call 4; deconv_gemm alone (call 11) with the same metrics
+    pairs = {q["candidate"]: q for q in json.loads((MEASURED / cmps[""]).read_text())["pairs"]}
+    new, old = pairs[fa]["aggregate"], pairs[st]["aggregate"]
+    assert (f"mean cosine {new['mean_cosine']:.7f}, label agreement {new['agreement']:.3f} % (stock compile "
+            f"{old['mean_cosine']:.7f}, {old['agreement']:.3f} %)") in flat
+    assert all(i["mean_cosine"] >= 0.9995 and i["agreement"] >= 99.5 for i in pairs[fa]["items"])
+    (dg,) = json.loads((MEASURED / cmps["_deconv"]).read_text())["pairs"]
+    assert dg["encoder"]["options"]["deconv_gemm"] is True and dg["passed"]
+    assert [i["mean_cosine"] for i in dg["items"]] == [i["mean_cosine"] for i in pairs[fa]["items"]]
+
+    # FA4's tiles and quack's GEMMs, call 2
+    rows = {(r["batch"], r["tokens"]): r for r in json.loads(flash4.read_text())["micro"]}
+    big, small = rows[1, 4097], rows[1, 577]
+    tiles = {k: v for k, v in big.items() if k.startswith("fa4_kernel_") and k.endswith("_ms")}
+    assert min(tiles, key=tiles.get) == "fa4_kernel_192x128_ms"
+    assert (f"192 × 128 tile is the fastest, {1e3 * big['fa4_kernel_192x128_ms']:.1f} µs "
+            f"({big['tflops']['fa4_kernel_192x128']:.0f} TFLOP/s); 128 × 192 {1e3 * big['fa4_kernel_128x192_ms']:.1f} µs, "
+            f"128 × 128 {1e3 * big['fa4_kernel_128x128_ms']:.1f} µs") in flat
+    assert f"head dimension 64) {1e3 * big['fa4_kernel_192x192_ms']:.1f} µs, twice as slow" in flat
+    assert big["fa4_kernel_192x192_ms"] > 2 * big["fa4_kernel_192x128_ms"]
+    assert f"128 × 128 is faster, {1e3 * small['fa4_kernel_128x128_ms']:.1f} against {1e3 * small['fa4_kernel_192x128_ms']:.1f} µs" in flat
+    q = [r for r in json.loads(quack.read_text())["micro"] if r["op"] == "quack"]
+    qkv = next(r for r in q if r["gemm"] == "qkv" and r["rows"] == 4097)
+    assert (f"{1e3 * qkv['quack_192x128_pp_c21_ms']:.1f} µs against cuBLAS's {1e3 * qkv['cublas_ms']:.1f} µs "
+            f"({qkv['cublas_ms'] / qkv['quack_192x128_pp_c21_ms']:.3f}×") in flat
+    ratios = [r["cublas_ms"] / min(v for k, v in r.items() if k.startswith("quack_") and k.endswith("_ms")
+                                    and not k.endswith("_add_ms"))
+              for r in q if r is not qkv and any(k.endswith("_ms") and k.startswith("quack_") for k in r)]
+    assert f"({min(ratios):.2f}–{max(ratios):.2f}×)" in flat and max(ratios) < 1
+    adds = [1e3 * (v - r[k.replace("_add_ms", "_ms")]) for r in q for k, v in r.items() if k.endswith("_add_ms")]
+    assert f"cost {min(adds):.1f}–{max(adds):.1f} µs more" in flat
+    fc1 = [r for r in q if r["gemm"] == "fc1"]
+    assert all(not any(k.startswith("quack_") and k.endswith("_ms") for k in r) for r in fc1)
+    assert all("ContextVar" in v for r in fc1 for k, v in r.items() if k.endswith("_error"))
+
+    # the profile, call 5
+    before, after = json.loads((MEASURED / prof).read_text())["candidates"]
+    assert (after["encoder"]["options"]["flash4"], after["encoder"]["options"]["cls_key_apart"]) == (True, False)
+    lat = lambda c: c["whole"]["latency_ms_p50"]  # noqa: E731
+    assert f"`fast`'s latency {lat(after):.2f} ms against stock's {lat(before):.2f} ms" in flat
+    gap = [lat(before) - r[st, "1024", 1] for r in (f, w)]
+    assert f"{min(gap):.2f}–{max(gap):.2f} ms above its bench rows of calls 3 and 6" in flat
+    kernels = {k["kernel"]: k for k in after["top_kernels"]}
+    fa4 = next(k for name, k in kernels.items() if "flash_fwd_sm90" in name)
+    assert f"(FA4 {fa4['ms']:.3f} ms of kernels in {fa4['launches']:.0f} launches, {1e3 * fa4['ms'] / fa4['launches']:.0f} µs a layer" in flat
+    block = [k for name, k in kernels.items() if name.startswith("nvjet_sm90_hsh_256x128") and name.endswith("bias_TNT")]
+    assert sum(k["launches"] for k in block) == 4 * 24  # qkv, proj, fc1 (GELU epilogue), fc2 in each layer
+    gemms = sum(k["ms"] for k in block)
+    assert f"cuBLAS's block GEMMs {gemms:.3f} ms)" in flat
+    blocks = [s["kernel_ms"] for s in after["stages"] if s["stage"].startswith("blocks")]
+    assert f"the 24 blocks are {sum(blocks):.2f} of the {after['stagewise_total']['kernel_ms']:.2f} ms of kernels" in flat

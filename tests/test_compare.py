@@ -182,3 +182,36 @@ def test_cross_checkpoint_mode(tiny_vit, tiny_rn, chelsea, tmp_path):
         cmp.compare_checkpoints([tiny_vit, tiny_rn], [("chelsea", chelsea)], [64])
     with pytest.raises(LsegError, match="at least two"):
         cmp.compare_checkpoints([tiny_vit], [("chelsea", chelsea)], [64])
+
+
+class FailsFrom(Encoder):
+    """Test-only reference: the eager fp32 encoder until its ``n``-th call, which raises as a dead CUDA context
+    does (an asynchronous error a candidate caused, reported by the next call on the device)."""
+
+    name = "failsfrom"
+
+    def __init__(self, model, n: int):
+        super().__init__(model.device, "fp32")
+        self.inner = Encoder.open("torch", checkpoint=model)
+        self.n, self.calls = n, 0
+
+    @classmethod
+    def create(cls, **kw):  # pragma: no cover - constructed directly
+        raise NotImplementedError
+
+    def __call__(self, x):
+        self.calls += 1
+        if self.calls >= self.n:
+            raise RuntimeError("CUDA error: unspecified launch failure")
+        return self.inner(x)
+
+
+def test_a_failing_reference_stops_the_run_and_keeps_what_finished(tiny_vit, images):
+    ref = FailsFrom(tiny_vit, 3)
+    report = cmp.compare(tiny_vit, [cmp.Side("torch")], images, SIZES, reference=ref)
+    pair = report["pairs"][0]
+    assert report["stopped"] == "stopped at crop 64x64: reference failsfrom:fp32: RuntimeError: CUDA error: unspecified launch failure"
+    assert [it["input"] for it in pair["items"]] == ["32x64", "96x64"]  # the first image, both sizes
+    assert all(it["passed"] for it in pair["items"]) and pair["aggregate"]["mean_cosine"] == pytest.approx(1.0)
+    assert not pair["passed"] and pair["failures"] == [report["stopped"]] and not report["passed"]
+    assert ref.calls == 3  # nothing ran after the failure

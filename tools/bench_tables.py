@@ -221,6 +221,39 @@ def flash4_table(path: Path) -> str:
     return "\n".join(out)
 
 
+def _quack_tile(key: str) -> str:
+    """A quack tile key of tools/issue9_probe.py (e.g. 192x128_pp_c21) in words: 192 × 128 ping-pong, cluster 2×1."""
+    m, n, kind, cm, cn = re.fullmatch(r"(\d+)x(\d+)_(pp|coop)_c(\d)(\d)", key).groups()
+    return f"{m} × {n} {'ping-pong' if kind == 'pp' else 'cooperative'}, cluster {cm}×{cn}"
+
+
+def quack_table(path: Path) -> str:
+    """tools/issue9_probe.py --quack: ViT-L/16's block GEMMs (fp16, bias) by cuBLAS as the model runs them
+    against quack's CuTe-DSL GEMMs (its own choice and each timed tile), 24 calls per CUDA graph; µs per call
+    (TFLOP/s), the fastest quack tile, and for proj / fc2 the fastest with the residual add in the epilogue."""
+    rows = [r for r in json.loads(path.read_text())["micro"] if r["op"] == "quack" and "cublas_ms" in r]
+    out = [f"`{path.name}`", "", "| GEMM (K→N) | rows | cuBLAS µs (TFLOP/s) | quack's choice µs | fastest quack tile "
+           "| its µs (TFLOP/s) | cuBLAS / fastest quack | fastest with the residual add µs | quack failed |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tiles = {k[len("quack_"):-3]: v for k, v in r.items()
+                 if k.startswith("quack_") and k.endswith("_ms") and not k.endswith("_add_ms") and k != "quack_default_ms"}
+        adds = [v for k, v in r.items() if k.endswith("_add_ms")]
+        failed = sum(k.endswith("_error") for k in r)
+        us = lambda key: f"{1e3 * r[key + '_ms']:.1f} ({r['tflops'][key]:.0f})"  # noqa: E731
+        if tiles:
+            best = min(tiles, key=tiles.get)
+            cells = [f"{1e3 * r['quack_default_ms']:.1f}" if "quack_default_ms" in r else "—",
+                     _quack_tile(best),
+                     us(f"quack_{best}"), f"{r['cublas_ms'] / tiles[best]:.3f}×"]
+        else:
+            cells = ["—", "—", "—", "—"]
+        cells += [f"{1e3 * min(adds):.1f}" if adds else "—", f"{failed} of {failed + len(tiles) + ('quack_default_ms' in r)}"
+                  if failed else "—"]
+        out.append(f"| {r['gemm']} ({r['k']}→{r['n']}) | {r['rows']} | {us('cublas')} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def flex_table(path: Path) -> str:
     """tools/issue9_probe.py --flex: FlexAttention's Triton kernel (Inductor's autotuned choice and fixed
     tiles) against PyTorch's SDPA choice at ViT-L/16's token counts; µs per call."""

@@ -23,6 +23,9 @@
 #   cls              block GEMMs and SDPA at M and M-1 rows: what the class token's row costs (--cls) [~2 min]
 #   flash4           FlashAttention-4's kernel (flash-attn-4) vs cuDNN's attention at ViT-L/16's token counts
 #                    (issue9_probe.py --flash4; FA4 importable: tools/fa4_parts.sh, FA4_SITE)      [~1 min]
+#   quack            quack's CuTe-DSL GEMMs (quack-kernels, with FA4) vs cuBLAS at ViT-L/16's block GEMMs, several
+#                    tiles, fc1 with its GELU epilogue, proj/fc2 also with the residual add (issue9_probe.py --quack)
+#                                                                                        [~3 min]
 #   finish           the last step (×2 upsampling, head, L2 norm): Inductor's vs lsegrt's Triton kernels (--finish)
 #   code:V:S         Inductor's generated code (TORCH_COMPILE_DEBUG's output_code.py of every graph, caches
 #                    off) for CAND's first option set (or stock) at S×S, batch 1: code9_V_S.tar.gz, to read
@@ -165,6 +168,10 @@ print(' '.join(f'{k}={str(not v).lower()}' for k, v in FAST.items()))"); do
       OUT=/tmp/fa9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --flash4 --candidates stock --budget 0 \
         --out /tmp/fa9 2>&1 | grep "flash4" | tail -10
       cp /tmp/fa9/issue9_probe.json "$OUT/issue9_flash4.json" ;;
+    quack)  # quack's CuTe-DSL GEMMs vs cuBLAS at the block GEMMs (tools/issue9_probe.py --quack; FA4_SITE has quack)
+      OUT=/tmp/qk9 timeout "${PHASE_TIMEOUT:-400}" $PY tools/issue9_probe.py --quack --candidates stock --budget 0 \
+        --out /tmp/qk9 2>&1 | grep -e "quack" -e Error | tail -16
+      cp /tmp/qk9/issue9_probe.json "$OUT/issue9_quack.json" ;;
     finish)  # the last step's kernels: upsampling, head, L2 norm (tools/issue9_probe.py --finish)
       OUT=/tmp/fi9 timeout "${PHASE_TIMEOUT:-300}" $PY tools/issue9_probe.py --finish --candidates stock --budget 0 \
         --out /tmp/fi9 2>&1 | grep "finish" | tail -10

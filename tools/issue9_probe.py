@@ -577,6 +577,88 @@ def flash4_bench(res: dict) -> None:
         torch.cuda.empty_cache()
 
 
+# quack's (quack-kernels, FA4's dependency) SM90 GEMM configs timed against cuBLAS: (tile_m, tile_n, pingpong,
+# cluster_m, cluster_n); None = quack's own choice for the call (nvMatmulHeuristics, else its default)
+QUACK_CONFIGS = (None, (256, 128, False, 2, 1), (256, 128, False, 1, 2), (256, 192, False, 2, 1),
+                 (128, 256, False, 2, 1), (128, 192, True, 2, 1), (128, 128, True, 2, 1), (192, 128, True, 2, 1))
+
+
+def quack_bench(res: dict, budget_s: float = 240.0) -> None:
+    """ViT-L/16's block GEMMs (fp16, bias) by cuBLAS as the model runs them (F.linear; fc1 with cuBLASLt's
+    bias + tanh-GELU epilogue, as `gelu_epilogue`) against quack's CuTe-DSL GEMMs at each of
+    :data:`QUACK_CONFIGS` (fc1 with its tanh-GELU epilogue; proj and fc2 also with the residual add in the
+    epilogue, D = x·Wᵀ + b + r); 24 calls per CUDA graph, median of 20 replays; max |difference| to cuBLAS.
+    Rows 4,097 first (1024²), then 577 and 1,201, until ``budget_s``."""
+    import torch
+    import torch.nn.functional as F
+
+    try:
+        from quack.gemm_config import GemmConfig
+        from quack.gemm_interface import gemm_act, gemm_tuned
+    except Exception as exc:
+        res["micro"].append({"op": "quack", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        log("quack: not importable", exc)
+        return
+    start = time.perf_counter()
+
+    def cfg(c):
+        if c is None:
+            return None
+        tm, tn, pp, cm, cn = c
+        return GemmConfig(tile_m=tm, tile_n=tn, pingpong=pp, cluster_m=cm, cluster_n=cn, swap_ab=False,
+                          device_capacity=9, is_dynamic_persistent=False, use_tma_gather=False)
+
+    for rows in (4097, 577, 1201):
+        for name, k, n in BLOCK_GEMMS:
+            if time.perf_counter() - start > budget_s:
+                res["micro"].append({"op": "quack", "skipped": f"budget {budget_s:.0f} s", "rows": rows, "gemm": name})
+                continue
+            x, w, b = gemm_operands(rows, k, n)
+            r = torch.randn(rows, n, device="cuda", dtype=torch.float16)
+            wt = w.t()  # (K, N) view, as quack takes B
+            row = {"op": "quack", "gemm": name, "rows": rows, "k": k, "n": n}
+            if name == "fc1":
+                row["cublas_ms"], ref = graph_ms(lambda: torch._addmm_activation(b, x, wt, use_gelu=True))
+            else:
+                row["cublas_ms"], ref = graph_ms(lambda: F.linear(x, w, b))
+            ref_add = (ref.float() + r.float()) if name in ("proj", "fc2") else None
+            for c in QUACK_CONFIGS:
+                key = "quack_default" if c is None else "quack_" + "x".join(map(str, c[:2])) + (
+                    "_pp" if c[2] else "_coop") + f"_c{c[3]}{c[4]}"
+                try:
+                    t = time.perf_counter()
+                    out = torch.empty(rows, n, device="cuda", dtype=torch.float16)
+                    if name == "fc1":
+                        def run(c=c, out=out):
+                            return gemm_act(x, wt, bias=b, activation="gelu_tanh_approx", postact_out=out,
+                                            store_preact=False, tuned=False, config=cfg(c))[1]
+                    else:
+                        def run(c=c, out=out):
+                            gemm_tuned.fn(x, wt, out, bias=b, config=cfg(c))
+                            return out
+                    run()
+                    torch.cuda.synchronize()
+                    row[f"{key}_first_call_s"] = round(time.perf_counter() - t, 2)
+                    row[f"{key}_ms"], got = graph_ms(run)
+                    row[f"{key}_max_abs_diff"] = float((got.float() - ref.float()).abs().max())
+                    if ref_add is not None:
+                        out2 = torch.empty_like(out)
+
+                        def run_add(c=c, out2=out2):
+                            gemm_tuned.fn(x, wt, out2, C=r, bias=b, config=cfg(c))
+                            return out2
+                        row[f"{key}_add_ms"], got = graph_ms(run_add)
+                        row[f"{key}_add_max_abs_diff"] = float((got.float() - ref_add).abs().max())
+                except Exception as exc:
+                    row[f"{key}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            flops = 2 * rows * k * n
+            row["tflops"] = {kk[:-3]: round(flops / (v * 1e9), 1) for kk, v in row.items()
+                             if kk.endswith("_ms") and isinstance(v, float) and v > 0}
+            log("quack", row)
+            res["micro"].append(row)
+            torch.cuda.empty_cache()
+
+
 # (output pixels per program, warps, streaming store) for the finish kernel, besides its default (TILE)
 FINISH_TILES = ((8, 2, False), (8, 4, False), (16, 2, False), (16, 4, True), (16, 8, False), (32, 8, False))
 
@@ -712,6 +794,9 @@ def parent(args, names: list[str]) -> int:
     if args.flash4 and not args.cpu:
         flash4_bench(res)
         save()
+    if args.quack and not args.cpu:
+        quack_bench(res)
+        save()
     with open(log_path, "a") as wlog:
         for name in names:
             left = args.budget - (time.perf_counter() - start)
@@ -771,6 +856,7 @@ def main() -> int:
     p.add_argument("--cls", action="store_true", help="also time the block GEMMs and SDPA at M and M-1 rows (the class token)")
     p.add_argument("--finish", action="store_true", help="also time the last step's kernels (upsampling, head, L2 norm)")
     p.add_argument("--flash4", action="store_true", help="also time FlashAttention-4's kernel against cuDNN's attention")
+    p.add_argument("--quack", action="store_true", help="also time quack's CuTe-DSL GEMMs against cuBLAS (block GEMMs)")
     p.add_argument("--variant", default="vit_l16", help="vit_l16 or rn101 (CPU: their tiny variants)")
     p.add_argument("--out", default="out", help="output folder when $OUT is not set")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -193,7 +193,9 @@ def compare(
     Sides are :class:`Side` specs (opened on ``model.device`` for ``model``) or open Encoders.
     Pictures go to ``out_dir`` (first image × size per pair, or all with ``all_pictures``), never over one
     of ``inputs``; the report lists their file names, relative to ``out_dir`` (where ``compare.json`` goes
-    too). ``on_step("image HxW")`` is called after each image × size.
+    too). ``on_step("image HxW")`` is called after each image × size. A candidate that fails fails its pair
+    only; if the reference fails (a CUDA error a candidate caused is sticky and may surface there), the run
+    stops and the report keeps what finished, with ``stopped`` saying where (``passed`` false).
     """
     from .api import split_labels
 
@@ -225,14 +227,22 @@ def compare(
         pairs.append(pair)
     parts: list[list[dict]] = [[] for _ in pairs]
     first = True
+    stopped = None  # why the run ended early: the reference failed, e.g. on a CUDA error a candidate left behind
     try:
         for image_name, image in images:
+            if stopped:
+                break
             for size in sizes:
                 x = model.preprocess(image, size)
                 hw = f"{x.shape[-2]}x{x.shape[-1]}"
                 with torch.inference_mode():
-                    ref = {"features": ref_enc(x)}
-                    ref["labels"] = label_map(ref["features"], text)
+                    try:
+                        ref = {"features": ref_enc(x)}
+                        ref["labels"] = label_map(ref["features"], text)
+                    except Exception as exc:
+                        # a CUDA error is sticky: nothing after it runs, but what finished is reported
+                        stopped = f"stopped at {image_name} {hw}: reference {ref_name}: {error_text(exc)}"
+                        break
                     for pair, slot, acc in zip(pairs, opened, parts):
                         if slot is None or pair["error"]:
                             continue
@@ -258,18 +268,23 @@ def compare(
                 if on_step:
                     on_step(f"{image_name} {hw}")
     finally:
-        for slot in opened:
-            if slot is not None and slot[1]:
-                slot[0].close()
-        if ref_owned:
-            ref_enc.close()
+        owned = [slot[0] for slot in opened if slot is not None and slot[1]] + ([ref_enc] if ref_owned else [])
+        for enc in owned:
+            try:
+                enc.close()
+            except Exception:
+                if not stopped:  # after a stop the device may refuse even a release; the stop is the error
+                    raise
     for pair, acc in zip(pairs, parts):
+        if stopped and not pair["error"]:
+            pair["error"] = stopped
         pair["aggregate"] = summarize(acc) if acc else None
         agg_fail = failures(pair["aggregate"], pair["thresholds"]) if acc else []
         pair["failures"] = ([pair["error"]] if pair["error"] else []) + agg_fail
         pair["passed"] = bool(acc) and not pair["error"] and not agg_fail and all(i["passed"] for i in pair["items"])
     return {"mode": "backends", "reference": {"side": ref_name, "encoder": ref_described},
-            **_common(model, names, images, sizes), "pairs": pairs, "passed": all(p["passed"] for p in pairs)}
+            **_common(model, names, images, sizes), "pairs": pairs, "stopped": stopped,
+            "passed": all(p["passed"] for p in pairs) and not stopped}
 
 
 def _common(model, names, images, sizes) -> dict[str, Any]:

@@ -17,8 +17,8 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   ``pdl``, ``flash4``; each only where the caller left it unset and where it applies: a ResNet has no
   position embedding to cache and no attention, :data:`FAST_VIT_ONLY`; ``flash4`` only in fp16/bf16 on a
   Hopper GPU that imports FlashAttention-4, :func:`flash4_in_fast`, and then without ``cls_key_apart``).
-  On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.29–1.32× at 384², 1.39–1.40×
-  at 480×640, 1.22–1.30× at 1024² (sixteenth and seventeenth sessions; stock's 1024² time differs by machine,
+  On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.28–1.32× at 384², 1.37–1.40×
+  at 480×640, 1.22–1.30× at 1024² (sixteenth to eighteenth sessions; stock's 1024² time differs by machine,
   12.9–13.5 ms), 1.23–1.26× at batch 8; without it (no package) 1.25–1.30× at 384², 1.18–1.25× at 1024²;
   RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same fidelity. It is not the default: stock stays
   the reference.

@@ -187,5 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if not report["passed"]:
         failed = [p["candidate"] for p in report["pairs"] if not p["passed"]]
         con.print(f"[red]FAILED: {', '.join(failed)}[/red]")
+        if report.get("stopped"):
+            con.print(f"[red]{report['stopped']}: the images after it were not compared[/red]", soft_wrap=True)
         return 1
     return 0
