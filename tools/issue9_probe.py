@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from lsegrt.report import error_text  # noqa: E402  (src/ on the path first)
+
 # name → compile options. Order = the default run order.
 CANDIDATES: dict[str, dict] = {
     "stock": {},
@@ -129,8 +131,7 @@ def worker(args) -> int:
             if not rows:
                 row["describe"] = enc.describe()
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            row["error"] = f"{type(exc).__name__}: {first}"
+            row["error"] = error_text(exc)
             row["traceback"] = traceback.format_exc()[-3000:]
             log(f"{name} @ {s}: FAILED {row['error']}")
         rows.append(row)
@@ -248,7 +249,7 @@ def sdpa_bench(res: dict, sizes: list[int]) -> None:
                     ms, _ = graph_ms(lambda: F.scaled_dot_product_attention(q, k, v))
                 row.update(ms=round(ms, 4), tflops=round(4 * n * n * 64 * 16 / ms / 1e9, 1))
             except Exception as exc:
-                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                row["error"] = error_text(exc)
             res["sdpa"].append(row)
 
 
@@ -286,7 +287,7 @@ def flex_bench(res: dict) -> None:
                 row.update(ms=ms, tflops=round(flops / ms / 1e9, 1), vs_sdpa=round(ref_ms / ms, 3),
                            max_abs_diff=float((out.float() - ref.float()).abs().max()))
             except Exception as exc:
-                row["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+                row["error"] = error_text(exc)
             log(f"flex {row}")
             res["flex"].append(row)
 
@@ -420,7 +421,7 @@ def cls_bench(res: dict) -> None:
                     row[f"{label}_ms"], out = graph_ms(fn)
                     row[f"{label}_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
                 except Exception as exc:
-                    row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                    row[f"{label}_error"] = error_text(exc)
             try:
                 import torch.cuda.tunable as tunable
 
@@ -434,7 +435,7 @@ def cls_bench(res: dict) -> None:
                 row["tunableop_ms"], out = graph_ms(lambda: F.linear(x, w, b))
                 row["tunableop_max_abs_diff"] = float((out.float() - ref.float()).abs().max())
             except Exception as exc:
-                row["tunableop_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                row["tunableop_error"] = error_text(exc)
             finally:
                 with contextlib.suppress(Exception):
                     tunable.tuning_enable(False)
@@ -457,7 +458,7 @@ def attention_routes_timed(row: dict, routes: dict, qkv, ref, suffix: str = "_ms
             row[f"{label}{suffix}"] = ms
             row[f"{label}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
         except Exception as exc:
-            row[f"{label}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+            row[f"{label}_error"] = error_text(exc)
 
 
 def packed_attention_inputs(batch: int, n: int):
@@ -542,7 +543,7 @@ def flash4_bench(res: dict) -> None:
     try:
         from flash_attn.cute.interface import _flash_attn_fwd
     except Exception as exc:
-        res["micro"].append({"op": "flash4", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        res["micro"].append({"op": "flash4", "error": error_text(exc)})
         log("flash4: not importable", exc)
         return
     scale = 64 ** -0.5
@@ -568,7 +569,7 @@ def flash4_bench(res: dict) -> None:
                 row[f"{key}_ms"] = ms
                 row[f"{key}_max_abs_diff_fp32"] = float((out.reshape(batch, n, -1).float() - ref).abs().max())
             except Exception as exc:
-                row[f"{key}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                row[f"{key}_error"] = error_text(exc)
         flops = 4 * batch * 16 * n * n * 64
         row["tflops"] = {k[:-3]: round(flops / (v * 1e9), 1) for k, v in row.items()
                          if k.endswith("_ms") and isinstance(v, float) and v > 0}
@@ -596,7 +597,7 @@ def quack_bench(res: dict, budget_s: float = 240.0) -> None:
         from quack.gemm_config import GemmConfig
         from quack.gemm_interface import gemm_act, gemm_tuned
     except Exception as exc:
-        res["micro"].append({"op": "quack", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        res["micro"].append({"op": "quack", "error": error_text(exc)})
         log("quack: not importable", exc)
         return
     start = time.perf_counter()
@@ -650,7 +651,7 @@ def quack_bench(res: dict, budget_s: float = 240.0) -> None:
                         row[f"{key}_add_ms"], got = graph_ms(run_add)
                         row[f"{key}_add_max_abs_diff"] = float((got.float() - ref_add).abs().max())
                 except Exception as exc:
-                    row[f"{key}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                    row[f"{key}_error"] = error_text(exc)
             flops = 2 * rows * k * n
             row["tflops"] = {kk[:-3]: round(flops / (v * 1e9), 1) for kk, v in row.items()
                              if kk.endswith("_ms") and isinstance(v, float) and v > 0}
@@ -719,7 +720,7 @@ def finish_bench(res: dict) -> None:
                 if out.shape == ref.shape:
                     row[f"{name}_max_abs_diff_fp32"] = float((out.float() - ref).abs().max())
             except Exception as exc:
-                row[f"{name}_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+                row[f"{name}_error"] = error_text(exc)
             torch.cuda.empty_cache()
         log("finish", row)
         res["micro"].append(row)
@@ -774,29 +775,15 @@ def parent(args, names: list[str]) -> int:
         res["summary"] = summarize_runs(res)
         write_json(json_path, res)
 
-    if args.sdpa and not args.cpu:
-        sdpa_bench(res, args.sizes)
-        save()
-    if args.flex and not args.cpu:
-        flex_bench(res)
-        save()
-    if args.micro and not args.cpu:
-        micro_bench(res)
-        save()
-    if args.splitk and not args.cpu:
-        splitk_bench(res)
-        save()
-    if args.cls and not args.cpu:
-        cls_bench(res)
-    if args.finish and not args.cpu:
-        finish_bench(res)
-        save()
-    if args.flash4 and not args.cpu:
-        flash4_bench(res)
-        save()
-    if args.quack and not args.cpu:
-        quack_bench(res)
-        save()
+    # the micro-benchmarks asked for (GPU only), in this order, each saved as it ends
+    micro = ((args.sdpa, lambda: sdpa_bench(res, args.sizes)), (args.flex, lambda: flex_bench(res)),
+             (args.micro, lambda: micro_bench(res)), (args.splitk, lambda: splitk_bench(res)),
+             (args.cls, lambda: cls_bench(res)), (args.finish, lambda: finish_bench(res)),
+             (args.flash4, lambda: flash4_bench(res)), (args.quack, lambda: quack_bench(res)))
+    for wanted, bench in micro:
+        if wanted and not args.cpu:
+            bench()
+            save()
     with open(log_path, "a") as wlog:
         for name in names:
             left = args.budget - (time.perf_counter() - start)
