@@ -54,11 +54,16 @@ def _assert_rendered(section: str, **records: list[str]) -> None:
             assert render[kind](MEASURED / name) in section, f"{name}: re-render its tables"
 
 
+def _p50s(name: str) -> dict[tuple[str, str, int], float]:
+    """A bench record's GPU p50 ms by (candidate, size, batch), sizes as strings ("384", "480x640")."""
+    return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
+            for r in json.loads((MEASURED / name).read_text())["records"] if r.get("gpu_ms_p50")}
+
+
 def _stock_and_at_1024(name: str, cand: str) -> tuple[float, float]:
     """(stock, ``cand``) GPU p50 ms at 1024², batch 1, of one bench record."""
-    recs = {r["candidate"]: r["gpu_ms_p50"] for r in json.loads((MEASURED / name).read_text())["records"]
-            if r.get("gpu_ms_p50") and str(r["size"]) == "1024" and r["batch"] == 1}
-    return recs["compile:fp16"], recs[cand]
+    recs = _p50s(name)
+    return recs["compile:fp16", "1024", 1], recs[cand, "1024", 1]
 
 
 def _first_inference(name: str) -> tuple[dict, list[dict]]:
@@ -502,8 +507,7 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     _assert_rendered(section, bench=list(names.values()), compare=[cmp_name], first=[first_name])
 
     def p50(kind):
-        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
-                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+        return _p50s(names[kind])
 
     st, fa = "compile:fp16", "compile:fp16:fast=true"
     three = "compile:fp16:branch_priority=true,fast=true,pos_cache=true,shape_padding=false"
@@ -943,8 +947,7 @@ def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
     _assert_rendered(section, bench=list(names.values()), profile=[prof], first=list(firsts.values()))
 
     def p50(kind):
-        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
-                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+        return _p50s(names[kind])
 
     st, fa = "compile:fp16", "compile:fp16:fast=true"
     on, off = "compile:fp16:fast=true,flash4=true", "compile:fp16:fast=true,flash4=false"
@@ -1048,8 +1051,7 @@ def test_issue9_eighteenth_session_bundle_levers_and_probes_come_from_the_record
         "CUDA error: unspecified") == 2
 
     def p50(kind):
-        return {(r["candidate"], str(r["size"]), r["batch"]): r["gpu_ms_p50"]
-                for r in json.loads((MEASURED / names[kind]).read_text())["records"] if r.get("gpu_ms_p50")}
+        return _p50s(names[kind])
 
     st, fa = "compile:fp16", "compile:fp16:fast=true"
     x = lambda recs, c, s, b=1: recs[st, s, b] / recs[c, s, b]  # noqa: E731
