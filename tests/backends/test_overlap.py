@@ -81,3 +81,19 @@ def test_fast_fills_only_what_the_caller_left_unset():
 def test_overlap_option_rules(options, message):
     with pytest.raises(LsegError, match=message):
         CompileOptions.parse(options)
+
+
+def test_a_capture_drops_cublas_workspaces_before_and_after_even_when_it_fails(monkeypatch):
+    """What keeps a captured GEMM's cuBLAS workspace in the graph's own pool (lsegrt.backends.overlap)."""
+    from lsegrt.backends import overlap
+
+    calls = []
+    monkeypatch.setattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: calls.append("clear"), raising=False)
+    with overlap._cublas_workspaces_in_graph_pool():
+        calls.append("capture")
+    assert calls == ["clear", "capture", "clear"]
+    calls.clear()
+    with pytest.raises(RuntimeError), overlap._cublas_workspaces_in_graph_pool():
+        calls.append("capture")
+        raise RuntimeError("capture failed")
+    assert calls == ["clear", "capture", "clear"]

@@ -22,6 +22,7 @@ the main stream, so never while the tail still reads them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -115,6 +116,32 @@ class OverlapGraph:
         graph = torch.cuda.CUDAGraph()
         # thread_local, as Inductor's own CUDA graphs: the extraction pipeline copies the next batch to the
         # GPU from another thread while this one may be capturing
-        with torch.cuda.graph(graph, stream=self.capture, capture_error_mode="thread_local"), self._limits():
-            static_map = self._features(static_in)
+        with _cublas_workspaces_in_graph_pool():
+            with torch.cuda.graph(graph, stream=self.capture, capture_error_mode="thread_local"), self._limits():
+                static_map = self._features(static_in)
         return graph, static_in, static_map
+
+
+def _clear_cublas_workspaces() -> None:
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
+
+
+@contextlib.contextmanager
+def _cublas_workspaces_in_graph_pool():
+    """cuBLAS's workspaces dropped before a capture and after it, as Inductor's CUDA-graph trees do around each
+    recording (torch._inductor.cudagraph_trees.clear_cublas_manager).
+
+    PyTorch keeps one cuBLAS workspace per (handle, stream) and a captured GEMM embeds its address. The side
+    stream's was allocated in the ordinary pool by the warm-up; and every CUDA-graph-tree recording of another
+    compiled model in the process (stock torch.compile at a new size) frees all workspaces, so that memory
+    went back to the allocator while this graph still used it: `deconv_gemm`'s GEMMs on the side stream then
+    failed with "unspecified launch failure" (docs/BENCHMARKS.md, eighteenth and nineteenth sessions). Dropped
+    before the capture, each workspace the graph needs is allocated inside the capture, in the graph's private
+    pool, which keeps it for the graph's life; dropped after, no later clear can free it from under the graph."""
+    _clear_cublas_workspaces()
+    try:
+        yield
+    finally:
+        _clear_cublas_workspaces()
