@@ -557,7 +557,8 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     record = next(r for r in json.loads((MEASURED / names["pdl"]).read_text())["records"] if r["candidate"] == full)
     ships, measured = CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record(), record["encoder"]["options"]
     assert {k: ships[k] for k in measured} == measured
-    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since, off in `fast`
+    # options added since: off in `fast`, but deconv_gemm, in it since the nineteenth session
+    assert all(ships[k] is False for k in set(ships) - set(measured) - {"deconv_gemm"}) and ships["deconv_gemm"]
     # fidelity (without pdl) and the first inference, as quoted
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     a3, ast_ = agg[three], agg[st]
@@ -845,8 +846,8 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
     record = next(x for x in json.loads((MEASURED / rn).read_text())["records"] if x["candidate"] == new)
     ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "resnet").record()
     measured = dict(record["encoder"]["options"], pos_cache=False)
-    assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache", "flash4")  # flash4: added since
-    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since, off in `fast`
+    assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache", "flash4", "deconv_gemm")
+    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since: a ViT's only
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     three = "compile:fp16:branch_priority=true,fast=true,pdl=true,shape_padding=false"
     assert (f"mean cosine {agg[three]['mean_cosine']:.7f}, label agreement {agg[three]['agreement']:.3f} % (stock "
@@ -1153,3 +1154,111 @@ def test_issue9_eighteenth_session_bundle_levers_and_probes_come_from_the_record
     assert f"cuBLAS's block GEMMs {gemms:.3f} ms)" in flat
     blocks = [s["kernel_ms"] for s in after["stages"] if s["stage"].startswith("blocks")]
     assert f"the 24 blocks are {sum(blocks):.2f} of the {after['stagewise_total']['kernel_ms']:.2f} ms of kernels" in flat
+
+
+def test_issue9_nineteenth_session_deconv_fix_bundle_and_timeline_come_from_the_records():
+    import gzip
+
+    from lsegrt.backends.compiled import CompileOptions
+
+    section = _between("### Nineteenth session", "### Eighteenth session")
+    flat = _flat(section)
+    day = "2026-12-07"
+    names = {k: f"bench_nineteenth_{k}_vit_l16_h100_{day}.json" for k in ("deconv", "swapped", "again", "batch8",
+                                                                          "noflash4")}
+    cmps = {k: f"compare_nineteenth{k}_vit_l16_h100_{day}.json" for k in ("_deconv_repro", "")}
+    prof, first = f"profile_nineteenth_vit_l16_1024_h100_{day}.json", f"first_inference_nineteenth_h100_{day}.json"
+    _assert_rendered(section, bench=list(names.values()), compare=list(cmps.values()), profile=[prof], first=[first])
+    st, fa, fd = "compile:fp16", "compile:fp16:fast=true", "compile:fp16:deconv_gemm=true,fast=true"
+    p = {k: _p50s(v) for k, v in names.items()}
+    x = lambda recs, c, s, b=1: recs[st, s, b] / recs[c, s, b]  # noqa: E731
+
+    # what ships is what was measured: a ViT's `fast` now resolves to the measured candidate (flash4 where it applies)
+    record = next(r for r in json.loads((MEASURED / names["deconv"]).read_text())["records"] if r["candidate"] == fd)
+    ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record()
+    measured = dict(record["encoder"]["options"])
+    assert measured["flash4"] is True and measured["deconv_gemm"] is True and measured["cls_key_apart"] is False
+    assert {k: ships[k] for k in measured if k not in ("flash4", "cls_key_apart")} == {
+        k: v for k, v in measured.items() if k not in ("flash4", "cls_key_apart")}
+    # call 6 ran where FlashAttention-4 was not importable yet: `fast` left flash4 off there
+    assert all(not r["encoder"]["options"]["flash4"]
+               for r in json.loads((MEASURED / names["noflash4"]).read_text())["records"])
+
+    # batch 1, calls 8, 10 and 12; unrounded ratios as quoted
+    d, w, a = p["deconv"], p["swapped"], p["again"]
+    trio = [(x(r, fd, "1024"), r[st, "1024", 1], r[fd, "1024", 1]) for r in (d, w, a)]
+    assert (f"**{trio[0][0]:.3f}×** at 1024² ({trio[0][1]:.2f} → {trio[0][2]:.2f} ms, call 8; `fast` without it "
+            f"{x(d, fa, '1024'):.3f}×, {d[fa, '1024', 1]:.2f} ms)") in flat
+    assert f"**{trio[1][0]:.3f}×** in the other order ({trio[1][1]:.2f} → {trio[1][2]:.2f} ms, call 10)" in flat
+    assert f"**{trio[2][0]:.3f}×** again ({trio[2][1]:.2f} → {trio[2][2]:.2f} ms, call 12" in flat
+    assert "unrounded " + ", ".join(f"{r:.4f}" for r, _, _ in trio[:2]) + f" and {trio[2][0]:.4f}" in flat
+    assert trio[2][0] < 1.25 <= min(trio[0][0], trio[1][0])  # "one of the three ratios a hair under 1.25"
+    ms = [o for _, _, o in trio]
+    assert f"{min(ms):.2f}–{max(ms):.2f} ms against the issue's ≤ 10.4 ms" in flat
+    assert f"384² {x(d, fd, '384'):.3f}× ({d[st, '384', 1]:.2f} → {d[fd, '384', 1]:.2f} ms) and {x(w, fd, '384'):.3f}× in" in flat
+    assert f"480×640 {x(w, fd, '480x640'):.3f}× ({w[st, '480x640', 1]:.2f} → {w[fd, '480x640', 1]:.2f} ms" in flat
+    b8 = p["batch8"]
+    assert f"{x(b8, fd, '1024', 8):.3f}× ({b8[st, '1024', 8]:.2f} → {b8[fd, '1024', 8]:.2f} ms)" in flat
+    n = p["noflash4"]
+    assert (f"`fast` {x(n, fa, '384'):.3f}× / {x(n, fa, '1024'):.3f}× at 384² / 1024², with `deconv_gemm` "
+            f"{x(n, fd, '384'):.3f}× / {x(n, fd, '1024'):.3f}×") in flat
+
+    # the launch failure's reproduction passes with the fix, twice; fidelity as quoted
+    for name in cmps.values():
+        pairs = {q["candidate"]: q for q in json.loads((MEASURED / name).read_text())["pairs"]}
+        assert list(pairs) == [st, fd] and all(q["passed"] for q in pairs.values())
+        assert [i["image"] for i in pairs[fd]["items"]][-1] == "sample:coffee"  # the image that had failed
+    pairs = {q["candidate"]: q for q in json.loads((MEASURED / cmps[""]).read_text())["pairs"]}
+    new, old = pairs[fd]["aggregate"], pairs[st]["aggregate"]
+    assert (f"mean cosine {new['mean_cosine']:.7f}, label agreement {new['agreement']:.3f} % (stock compile "
+            f"{old['agreement']:.3f} %)") in flat
+    assert all(i["mean_cosine"] >= 0.9995 and i["agreement"] >= 99.5 for i in pairs[fd]["items"])
+    assert "failed in 3 of 3 runs in the eighteenth session" in flat and "passed twice" in flat
+
+    # first inference, call 11
+    _, t = _first_inference(first)
+    opening = [r["first_call_s"] - r["open_s"] for r in t]
+    assert f"{opening[0]:.2f} and {opening[1]:.2f} s from opening the build" in flat
+    assert f"{t[0]['first_call_s']:.2f} and {t[1]['first_call_s']:.2f} s from process start" in flat
+
+    # the timeline, call 3
+    rows = json.loads(gzip.decompress((MEASURED / f"timeline_nineteenth_vit_l16_1024_h100_{day}.json.gz").read_bytes()))["rows"]
+    stock, fast, dec = (r["summary"] for r in rows)
+    assert [r["options"] for r in rows] == [{}, {"fast": True}, {"fast": True, "deconv_gemm": True}]
+    assert (f"stock compile {stock['span_us'] / 1e3:.2f} ms from its first kernel to its last, {stock['launches']} "
+            f"launches, the GPU idle {stock['idle_us'] / 1e3:.2f} ms") in flat
+    (main, side), = [sorted(fast["streams"].values(), key=lambda v: -v["launches"])]
+    assert (f"`fast` {fast['span_us'] / 1e3:.2f} ms, {fast['launches']} launches, idle {fast['idle_us'] / 1e3:.2f} ms, "
+            f"two streams busy at once for {fast['two_streams_us'] / 1e3:.2f} ms: the backbone's stream busy "
+            f"{main['busy_us'] / 1e3:.2f} ms ({main['launches']} launches), the side stream "
+            f"{side['busy_us'] / 1e3:.2f} ms ({side['launches']})") in flat
+    assert f"{fast['tail_us'] / 1e3:.2f} ms remain ({fast['tail_kernels']} kernels" in flat
+    dside = min(dec["streams"].values(), key=lambda v: v["launches"])
+    assert f"side stream is busy {dside['busy_us'] / 1e3:.2f} ms and the span is {dec['span_us'] / 1e3:.2f} ms" in flat
+    ks = [k for k in rows[1]["kernels"]]
+    main_id = max({k["stream"] for k in ks}, key=lambda s: sum(k["stream"] == s for k in ks))
+    mk = [k for k in ks if k["stream"] == main_id]
+    waits = [(b["t0"] - a["t0"] - a["dur"], a["t0"] + a["dur"], b["t0"]) for a, b in zip(mk, mk[1:])]
+    assert f"waits {sum(v for v, _, _ in waits) / 1e3:.2f} ms between its kernels" in flat
+    top = sorted(waits, reverse=True)[:3]
+    assert f"the three longest waits {min(v for v, _, _ in top):.0f}–{max(v for v, _, _ in top):.0f} µs" in flat
+    held = []
+    for _, lo, hi in top:  # a side-stream convolution spans each of them
+        (conv,) = [k for k in ks if k["stream"] != main_id and k["class"] == "conv" and k["t0"] < hi
+                   and k["t0"] + k["dur"] > lo and "sm90_xmma_fprop" in k["name"]]
+        held.append(conv["dur"])
+    assert f"cuDNN's sm90 implicit GEMM, {min(held):.0f}–{max(held):.0f} µs" in flat
+
+    # host or GPU: call 5 (tools/issue9_host.py) and call 13 (tools/issue9_sync.py)
+    host = {json.dumps(r["options"]): r for r in json.loads((MEASURED / f"host_nineteenth_vit_l16_1024_h100_{day}.json").read_text())["rows"]}
+    hs, hf = host["{}"], host['{"fast": true}']
+    assert f"`fast`'s GPU p50 is {hf['bench']['gpu_ms']['p50']:.2f} ms (stock {hs['bench']['gpu_ms']['p50']:.2f})" in flat
+    assert f"sleep, {hf['queued']['gpu_ms']['p50']:.2f} ms (stock {hs['queued']['gpu_ms']['p50']:.2f})" in flat
+    assert f"before each call, {hf['synced']['gpu_ms']['p50']:.2f} ms" in flat
+    assert f"the host's time per call equals the GPU's ({hf['bench']['host_ms']['p50']:.2f} ms p50)" in flat
+    sync = (MEASURED / f"issue9_sync_nineteenth_h100_{day}.txt").read_text()
+    assert sync.count("no synchronizing ATen call") == 2
+    calls = [float(v) for line in sync.splitlines() if "whole call host ms" in line
+             for v in line.split("[")[1].rstrip("]").split(",")]
+    fin = [float(v) for line in sync.splitlines() if "finish host ms" in line for v in line.split("[")[1].rstrip("]").split(",")]
+    assert f"returns to the host in {min(calls):.1f}–{max(calls):.1f} ms (call 13: {min(fin):.2f}–{max(fin):.2f} ms of it" in flat

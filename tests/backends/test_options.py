@@ -235,8 +235,9 @@ def test_fast_caches_the_position_embedding_for_a_vit_only():
 
     vit, rn = CompileOptions.parse({"fast": True}, "vit"), CompileOptions.parse({"fast": True}, "resnet")
     stock = CompileOptions.parse({})
-    assert FAST_VIT_ONLY == ("pos_cache", "flash4")  # a ResNet has no position embedding, no attention
-    assert rn.pos_cache == stock.pos_cache is False and vit.pos_cache is True
+    assert FAST_VIT_ONLY == ("pos_cache", "flash4", "deconv_gemm")  # a ResNet: no position embedding, attention
+    assert rn.pos_cache == stock.pos_cache is False and vit.pos_cache is True  # or reassemble
+    assert rn.deconv_gemm == stock.deconv_gemm is False and vit.deconv_gemm is True
     assert rn.flash4 is vit.flash4 is False  # no device given: not filled (test below)
     for name in set(FAST) - set(FAST_VIT_ONLY):
         want = FAST[name] if name != "pdl" else pdl_supported()

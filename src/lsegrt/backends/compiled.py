@@ -14,11 +14,12 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``fast``: the bundle of the options below that measured faster (``overlap``, ``patch_gemm``,
   ``gelu_epilogue``, ``channels_last``, ``fold``, ``cls_key_apart``, ``upsample_norm``,
   ``weights_channels_last``, ``readout_split``, ``shape_padding=false``, ``pos_cache``, ``branch_priority``,
-  ``pdl``, ``flash4``; each only where the caller left it unset and where it applies: a ResNet has no
-  position embedding to cache and no attention, :data:`FAST_VIT_ONLY`; ``flash4`` only in fp16/bf16 on a
-  Hopper GPU that imports FlashAttention-4, :func:`flash4_in_fast`, and then without ``cls_key_apart``).
-  On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.28–1.32× at 384², 1.37–1.40×
-  at 480×640, 1.22–1.30× at 1024² (sixteenth to eighteenth sessions; stock's 1024² time differs by machine,
+  ``pdl``, ``flash4``, ``deconv_gemm``; each only where the caller left it unset and where it applies: a ResNet
+  has no position embedding to cache, no attention and no reassemble, :data:`FAST_VIT_ONLY`; ``flash4`` only in
+  fp16/bf16 on a Hopper GPU that imports FlashAttention-4, :func:`flash4_in_fast`, and then without
+  ``cls_key_apart``).
+  On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.28–1.32× at 384², 1.37–1.47×
+  at 480×640, 1.22–1.30× at 1024² (sixteenth to nineteenth sessions; stock's 1024² time differs by machine,
   12.9–13.5 ms), 1.23–1.26× at batch 8; without it (no package) 1.25–1.30× at 384², 1.18–1.25× at 1024²;
   RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same fidelity. It is not the default: stock stays
   the reference.
@@ -65,6 +66,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   (about 1.3 s; ``FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1`` keeps it on disk); a saved build's first
   output came 6.3–6.5 s after opening it (seventeenth session). On a GPU without the package the encoder
   refuses to open; off the GPU the op computes the same attention in PyTorch.
+- ``deconv_gemm``: a ViT reassemble's ×4 and ×2 transposed convolutions (kernel = stride) as one GEMM and a
+  pixel shuffle each (exact up to rounding): 0.03–0.06 ms at 1024² on an H100 (sixteenth to nineteenth sessions).
+  It needed ``overlap``'s capture to keep its cuBLAS workspaces in the graph's pool (:mod:`.overlap`).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -121,11 +125,12 @@ SDPA = ("auto", "cudnn", "flash", "efficient", "math")
 # `pdl` only where this torch's Inductor has it (and Inductor itself emits it only on Hopper and later).
 FAST = {"overlap": True, "patch_gemm": True, "gelu_epilogue": True, "channels_last": True, "fold": True,
         "cls_key_apart": True, "upsample_norm": True, "weights_channels_last": True, "readout_split": True,
-        "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True, "flash4": True}
+        "shape_padding": False, "pos_cache": True, "branch_priority": True, "pdl": True, "flash4": True,
+        "deconv_gemm": True}
 # A ResNet has no position embedding: its `fast` leaves pos_cache stock (the other three options the fourteenth
-# session added were measured with RN101 in the fifteenth: 1.29 → 1.32× at 384², 1.32 → 1.36× at 1024²), and
-# no attention for flash4.
-FAST_VIT_ONLY = ("pos_cache", "flash4")
+# session added were measured with RN101 in the fifteenth: 1.29 → 1.32× at 384², 1.32 → 1.36× at 1024²), no
+# attention for flash4 and no reassemble for deconv_gemm.
+FAST_VIT_ONLY = ("pos_cache", "flash4", "deconv_gemm")
 # `flash4` only where it was measured faster: fp16/bf16 on a Hopper GPU (compute capability 9.x) that can
 # import FlashAttention-4 (sixteenth and seventeenth sessions, H100).
 FLASH4_FAST_CAPABILITY = 9
@@ -224,7 +229,8 @@ class CompileOptions:
                                   switch=True)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
-                         + " (each unless set; pos_cache and flash4 for a ViT only, flash4 in fp16/bf16 on a Hopper "
+                         + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
+                         "on a Hopper "
                          "GPU that imports FlashAttention-4, and then without cls_key_apart)", default=False)
 
     @classmethod
