@@ -1262,3 +1262,30 @@ def test_issue9_nineteenth_session_deconv_fix_bundle_and_timeline_come_from_the_
              for v in line.split("[")[1].rstrip("]").split(",")]
     fin = [float(v) for line in sync.splitlines() if "finish host ms" in line for v in line.split("[")[1].rstrip("]").split(",")]
     assert f"returns to the host in {min(calls):.1f}–{max(calls):.1f} ms (call 13: {min(fin):.2f}–{max(fin):.2f} ms of it" in flat
+
+    # quack_qkv's figures come from the eighteenth session's probe record
+    qkv = next(r for r in json.loads((MEASURED / f"issue9_quack_eighteenth_h100_{day}.json").read_text())["micro"]
+               if r.get("op") == "quack" and r["gemm"] == "qkv" and r["rows"] == 4097)
+    assert (f"{1e3 * qkv['quack_192x128_pp_c21_ms']:.1f} against {1e3 * qkv['cublas_ms']:.1f} µs at 4,097 rows, max "
+            f"|difference| {qkv['quack_192x128_pp_c21_max_abs_diff']:.0f}; its first call in a process, the CuTe DSL "
+            f"compiling it, took {qkv['quack_192x128_pp_c21_first_call_s']:.2f} s") in flat
+
+    # the four 1×1 convolutions cuDNN ran in NCHW (call 14's generated code)
+    import re
+    import tarfile
+
+    outs = []
+    with tarfile.open(MEASURED / f"code_nineteenth_vit_l16_1024_h100_{day}.tar.gz") as tar:
+        for member in tar.getmembers():
+            if member.name.endswith("output_code.py"):
+                code = tar.extractfile(member).read().decode()
+                for arg, stride in re.findall(
+                        r"extern_kernels\.convolution\(reinterpret_tensor\(\w+, \([^)]*\), \(0, 1,[^)]*\), \d+\), "
+                        r"(arg\d+_1)[^\n]*\n\s*assert_size_stride\(\w+, \([^)]*\), \(\d+, (\d+),", code):
+                    kernel = re.search(rf"assert_size_stride\({arg}, \(\d+, \d+, (\d+), (\d+)\)", code).groups()
+                    outs.append((kernel, int(stride)))
+    nchw = [(k, s) for k, s in outs if s != 1]
+    assert len(nchw) == 4 and {k for k, _ in nchw} == {("1", "1")} and {s for _, s in nchw} == {4096}
+    assert [k for k, s in outs if s == 1] == [("3", "3")] * 2
+    assert ("the four 1×1 convolutions on such a view return NCHW maps (stride 4,096 over channels), the two 3×3 "
+            "convolutions on such views") in flat

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lsegrt
 from lsegrt.backends.compiled import CompileOptions, served_module
@@ -26,11 +27,36 @@ def test_weights_channels_last_stores_every_convolution_weight_so_but_the_patch_
     served = served_module(tiny_model, "fp32", CPU, opts)
     convs = _convs(served)
     assert sum(not patch for _, patch in convs) >= 8  # the decoder's at least (and a ResNet's backbone)
+    assert any(m.weight.shape[-2:] == (1, 1) for m, patch in convs if not patch)
     for m, patch in convs:
-        cl = m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
-        assert cl != patch or m.weight.shape[-2:] == (1, 1), m  # 1×1 weights are both layouts at once
+        o, i, kh, kw = m.weight.shape
+        exact = m.weight.stride() == (i * kh * kw, 1, kw * i, i)  # 1×1 kernels too, size-1 dimensions included
+        assert exact != patch, m
+        assert patch or m.weight.is_contiguous(memory_format=torch.channels_last)
     # the caller's model is untouched: the switch works on the backend's private copy
     assert all(m.weight.is_contiguous() for m, _ in _convs(tiny_model.net))
+
+
+def test_a_1x1_convolution_on_a_stride_0_batch_view_stays_channels_last_with_the_stored_weight():
+    """Inductor hands the reassemble's 1×1 convolution the transposed token map as a view whose size-1 batch has
+    stride 0. With the weight's NCHW strides (what contiguous(channels_last) leaves a 1×1 kernel) PyTorch picks
+    NCHW for the convolution on CUDA (cuDNN then copies the input, and the output needs converting back); with
+    exact channels-last strides it stays channels-last. Fake CUDA tensors: the same rule, no GPU needed."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from lsegrt.backends.compiled import channels_last_exactly
+
+    with FakeTensorMode():
+        taps = torch.empty_strided((1, 64, 8, 8), (0, 1, 512, 64), device="cuda", dtype=torch.float16)
+        weight = torch.empty(16, 64, 1, 1, device="cuda", dtype=torch.float16)
+        loose = weight.contiguous(memory_format=torch.channels_last)
+        assert loose.stride() == weight.stride()  # unchanged: the layouts coincide for a 1×1 kernel
+        assert F.conv2d(taps, loose).stride()[1] != 1  # NCHW
+        exact = channels_last_exactly(weight)
+        assert exact.stride() == (64, 1, 64, 64) and F.conv2d(taps, exact).stride()[1] == 1  # channels-last
+    w = torch.randn(16, 64, 1, 1)
+    assert torch.equal(channels_last_exactly(w), w) and channels_last_exactly(channels_last_exactly(w)).stride() == (
+        64, 1, 64, 64)
 
 
 def test_readout_split_matches_the_concatenated_readout():
@@ -115,7 +141,24 @@ def test_flash4_is_a_switch_and_refused_on_a_gpu_without_its_package(tiny_vit, m
     blocks = [m for m in served.modules() if isinstance(m, Attention)]
     assert blocks and all(m.flash4 for m in blocks)
     monkeypatch.setattr(compiled, "flash4_available", lambda: False)
-    compiled.check_flash4(opts, torch.device("cpu"))  # the CPU computes the reference route
+    compiled.check_packages(opts, torch.device("cpu"))  # the CPU computes the reference route
     with pytest.raises(LsegError, match="flash4=true needs FlashAttention-4's kernels: pip install flash-attn-4"):
-        compiled.check_flash4(opts, torch.device("cuda"))
-    compiled.check_flash4(CompileOptions.parse({}), torch.device("cuda"))
+        compiled.check_packages(opts, torch.device("cuda"))
+    compiled.check_packages(CompileOptions.parse({}), torch.device("cuda"))
+
+
+def test_quack_qkv_is_a_switch_and_refused_on_a_gpu_without_its_package(tiny_vit, monkeypatch):
+    import lsegrt.backends.compiled as compiled
+    from lsegrt.model.vit import Attention
+
+    assert not CompileOptions.parse({"fast": True}, "vit", "cuda", "fp16").quack_qkv  # opt-in: not in `fast`
+    opts = CompileOptions.parse({"quack_qkv": True})
+    served = compiled.served_module(tiny_vit, "fp32", torch.device("cpu"), opts)
+    blocks = [m for m in served.modules() if isinstance(m, Attention)]
+    assert blocks and all(m.quack_qkv for m in blocks)
+    assert not any(m.quack_qkv for m in tiny_vit.net.modules() if isinstance(m, Attention))  # the caller's model
+    monkeypatch.setattr(compiled, "quack_available", lambda: False)
+    compiled.check_packages(opts, torch.device("cpu"))  # the CPU computes the reference route
+    with pytest.raises(LsegError, match="quack_qkv=true needs quack's GEMM: pip install quack-kernels"):
+        compiled.check_packages(opts, torch.device("cuda"))
+    compiled.check_packages(CompileOptions.parse({}), torch.device("cuda"))

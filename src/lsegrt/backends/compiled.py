@@ -69,6 +69,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``deconv_gemm``: a ViT reassemble's ×4 and ×2 transposed convolutions (kernel = stride) as one GEMM and a
   pixel shuffle each (exact up to rounding): 0.03–0.06 ms at 1024² on an H100 (sixteenth to nineteenth sessions).
   It needed ``overlap``'s capture to keep its cuBLAS workspaces in the graph's pool (:mod:`.overlap`).
+- ``quack_qkv`` (opt-in, not yet measured in the whole model): the ViT qkv projection by quack's CuTe-DSL GEMM
+  (:mod:`lsegrt.model.quack_gemm`; 38.7 against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session),
+  from 4,097 rows in fp16/bf16; compiled by the CuTe DSL on the first call of each process (about 1.6 s).
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -107,6 +110,7 @@ import torch
 
 from ..errors import LsegError
 from ..model.attention import FLASH4_PACKAGE, HALF_DTYPES, flash4_available
+from ..model.quack_gemm import QUACK_PACKAGE, quack_available
 from ..model.vit import pos_cache_trunks
 from . import compiled_libraries as libs
 from .base import DTYPES, Encoder, Option, check_precision
@@ -227,6 +231,9 @@ class CompileOptions:
     flash4: bool | None = _option(bool, "ViT attention (fp16/bf16) by FlashAttention-4's kernel (package "
                                   "flash-attn-4, CuTe DSL; Hopper or newer) instead of cuDNN's", stock=False,
                                   switch=True)
+    quack_qkv: bool | None = _option(bool, "ViT qkv projection (fp16/bf16, from 4,097 rows) by quack's CuTe-DSL GEMM "
+                                     "(package quack-kernels, with flash-attn-4; Hopper) instead of cuBLAS's",
+                                     stock=False, switch=True)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
@@ -382,10 +389,13 @@ def cudnn_benchmark_scope(on: bool | None):
         torch.backends.cudnn.benchmark = saved
 
 
-def check_flash4(options: CompileOptions, device: torch.device) -> None:
-    """On a GPU, ``flash4`` needs FlashAttention-4's package (elsewhere its op computes the reference)."""
+def check_packages(options: CompileOptions, device: torch.device) -> None:
+    """On a GPU, ``flash4`` needs FlashAttention-4's package and ``quack_qkv`` quack's (elsewhere their ops
+    compute the reference)."""
     if options.flash4 and device.type == "cuda" and not flash4_available():
         raise LsegError(f"option flash4=true needs FlashAttention-4's kernels: pip install {FLASH4_PACKAGE}")
+    if options.quack_qkv and device.type == "cuda" and not quack_available():
+        raise LsegError(f"option quack_qkv=true needs quack's GEMM: pip install {QUACK_PACKAGE}")
 
 
 def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.Module:
@@ -404,6 +414,8 @@ def set_switches(module: torch.nn.Module, options: CompileOptions) -> torch.nn.M
             m.cls_key_apart = True
         if isinstance(m, Attention) and options.flash4:
             m.flash4 = True
+        if isinstance(m, Attention) and options.quack_qkv:
+            m.quack_qkv = True
         if isinstance(m, ProjectReadout) and options.readout_split:
             m.split = True
         if isinstance(m, ViTTrunk) and options.pos_cache:
@@ -423,13 +435,30 @@ def weights_channels_last(module: torch.nn.Module) -> None:
     parameters are converted by a kernel of their own on every call (ViT-L/16 ``fast`` at 384²: 21 such
     kernels, 8 of them in the fusion chain after the join; Inductor's generated code is in
     docs/measurements). Stored channels-last, the graph takes them as they are.
+
+    The strides are set exactly (:func:`channels_last_exactly`): ``contiguous(memory_format=channels_last)``
+    leaves a 1×1 kernel's NCHW strides as they are (they pass as channels-last too), and PyTorch then takes such
+    a weight for NCHW. Inductor hands the reassemble's 1×1 convolutions the transposed token map as a view whose
+    size-1 batch has stride 0, which PyTorch does not take for channels-last either, so cuDNN ran those four
+    convolutions in NCHW: a copy of the input before each and a layout conversion after (H100, 1024², nineteenth
+    session: 0.235 ms of copies a call, 32 µs of them after the backbone's last block).
     """
     from ..model.vit import PatchEmbed
 
     skip = {id(p) for m in module.modules() if isinstance(m, PatchEmbed) for p in m.parameters()}
     for m in module.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and id(m.weight) not in skip:
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+            m.weight.data = channels_last_exactly(m.weight.data)
+
+
+def channels_last_exactly(w: torch.Tensor) -> torch.Tensor:
+    """A 4-d ``w`` with the strides of a channels-last tensor of its shape, size-1 dimensions included (a copy
+    unless it has them already)."""
+    o, i, kh, kw = w.shape
+    strides = (i * kh * kw, 1, kw * i, i)
+    if w.stride() == strides:
+        return w
+    return torch.empty_strided(w.shape, strides, dtype=w.dtype, device=w.device).copy_(w)
 
 
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
@@ -489,7 +518,7 @@ class CompiledEncoder(Encoder):
             raise LsegError("--cuda-graph needs a CUDA device")
         if self.options.overlap and self.device.type == "cuda" and not self.options.cuda_graph:
             raise LsegError("option overlap=true on a GPU runs as a CUDA graph: add --cuda-graph")
-        check_flash4(self.options, self.device)
+        check_packages(self.options, self.device)
         self.model = model
         self.cuda_graph = self.options.cuda_graph
         self.mode = self.options.effective_mode

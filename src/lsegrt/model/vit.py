@@ -16,6 +16,7 @@ from timm.models.vision_transformer import Attention as TimmAttention
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from . import quack_gemm
 from .attention import HALF_DTYPES, applies, attend_first_key_apart, flash4_attention, worth_it
 from .config import LSegConfig
 from .layers import LayerNormFp32
@@ -70,10 +71,15 @@ class Attention(TimmAttention):
     """timm's Attention (same parameters and keys). ``cls_key_apart`` (off by default; a backend sets it on
     its own copy) computes it with the class token's key apart (:mod:`.attention`) at the token counts
     where that is faster (:func:`.attention.applies`): the same softmax, by another route. ``flash4`` (off by
-    default, likewise) runs it in fp16/bf16 by FlashAttention-4's kernel."""
+    default, likewise) runs it in fp16/bf16 by FlashAttention-4's kernel. ``quack_qkv`` (likewise) computes the
+    qkv projection by quack's GEMM where :func:`.quack_gemm.applies`."""
 
     cls_key_apart = False
     flash4 = False  # FlashAttention-4's kernel instead of cuDNN's (:func:`.attention.flash4_attention`), fp16/bf16
+    quack_qkv = False  # quack's CuTe-DSL GEMM for the qkv projection (:func:`.quack_gemm.quack_linear`)
+
+    def _quack(self, x: torch.Tensor) -> bool:
+        return self.quack_qkv and quack_gemm.applies(x.shape[0] * x.shape[1], x.dtype)
 
     def _route(self, x: torch.Tensor):
         """The attention route this copy's switches pick for ``x``: a function (q, k, v, scale) → (B, N, H·D),
@@ -84,17 +90,29 @@ class Attention(TimmAttention):
             return lambda q, k, v, scale: flash4_attention(q, k, v, scale, apart)
         if self.cls_key_apart and applies(n, x.dtype, x.device):
             return attend_first_key_apart
+        if self._quack(x):  # timm's attention, after a qkv projection of our own
+            return _sdpa
         return None
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         attend = None if attn_mask is not None or is_causal or self.training else self._route(x)
         if attend is None:
             return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        b, n, c = x.shape
+        if self._quack(x):
+            qkv = quack_gemm.quack_linear(x.reshape(b * n, c), self.qkv.weight, self.qkv.bias)
+        else:
+            qkv = self.qkv(x)
+        qkv = qkv.reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         x = attend(self.q_norm(q), self.k_norm(k), v, float(self.scale))
         return self.proj_drop(self.proj(self.norm(x)))
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """timm's fused attention route, heads merged: (B, H, N, D) ×3 → (B, N, H·D)."""
+    o = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return o.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
 class ViTTrunk(nn.Module):
