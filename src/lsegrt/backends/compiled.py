@@ -237,8 +237,7 @@ class CompileOptions:
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
-                         "on a Hopper "
-                         "GPU that imports FlashAttention-4, and then without cls_key_apart)", default=False)
+                         "on a Hopper GPU that imports FlashAttention-4, and then without cls_key_apart)", default=False)
 
     @classmethod
     def table(cls) -> dict[str, Option]:
