@@ -1289,3 +1289,17 @@ def test_issue9_nineteenth_session_deconv_fix_bundle_and_timeline_come_from_the_
     assert [k for k, s in outs if s == 1] == [("3", "3")] * 2
     assert ("the four 1×1 convolutions on such a view return NCHW maps (stride 4,096 over channels), the two 3×3 "
             "convolutions on such views") in flat
+
+
+def test_timeline_summary_counts_idle_time_two_streams_at_once_and_the_tail(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))  # its sibling issue9_runner
+    summarize = _tool("issue9_timeline").summarize
+    kernels = [{"class": "gemm", "stream": 7, "t0": 0.0, "dur": 10.0},
+               {"class": "conv", "stream": 9, "t0": 5.0, "dur": 10.0},
+               {"class": "attention", "stream": 7, "t0": 12.0, "dur": 10.0},
+               {"class": "conv", "stream": 7, "t0": 30.0, "dur": 5.0}]
+    s = summarize(kernels)
+    assert (s["span_us"], s["busy_us"], s["idle_us"]) == (35.0, 27.0, 8.0)  # idle: 22 → 30
+    assert s["two_streams_us"] == 8.0  # 5–10 and 12–15
+    assert s["streams"] == {"7": {"launches": 3, "busy_us": 25.0}, "9": {"launches": 1, "busy_us": 10.0}}
+    assert (s["tail_us"], s["tail_busy_us"], s["tail_kernels"]) == (13.0, 5.0, 1)  # after the attention's end

@@ -17,15 +17,12 @@ span of one call's kernels on a timeline (tools/issue9_timeline.py, nineteenth s
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
 
 import torch
-
-from lsegrt.backends.base import Encoder
-from lsegrt.backends.common import resolve_model
+from issue9_runner import option_sets, run, size_of, warmed_encoder
 
 CALLS = 40
 
@@ -60,12 +57,8 @@ def _timed(enc, x, mode: str) -> dict:
 
 
 def probe(model, size: tuple[int, int], opts: dict) -> dict:
-    enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, **opts)
-    x = torch.randn(1, 3, *size, device="cuda")
+    enc, x = warmed_encoder(model, size, opts, 5)
     with torch.inference_mode():
-        for _ in range(5):
-            enc(x)
-        torch.cuda.synchronize()
         row = {"options": opts, "size": list(size)}
         for mode in ("bench", "synced", "queued", "bench"):
             row[mode if mode not in row else mode + "_again"] = _timed(enc, x, mode)
@@ -73,20 +66,9 @@ def probe(model, size: tuple[int, int], opts: dict) -> dict:
     return row
 
 
-def main(variant: str, size: str, path: str, *option_sets: str) -> None:
-    h, _, w = size.partition("x")
-    hw = (int(h), int(w or h))
-    model = resolve_model(None, "cuda", variant)
-    rows = []
-    for s in ("",) + option_sets:
-        opts = {k: {"true": True, "false": False}.get(v, v) for k, v in (kv.split("=", 1) for kv in s.split(",") if kv)}
-        row = probe(model, hw, opts)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        torch._dynamo.reset()
-    with open(path, "w") as f:
-        json.dump({"variant": variant, "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "rows": rows}, f, indent=1)
+def main(variant: str, size: str, path: str, *specs: str) -> None:
+    hw = size_of(size)
+    run(variant, option_sets(specs), lambda model, opts: probe(model, hw, opts), path)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,13 @@ lie relative to the ranges, and on which streams.
 from __future__ import annotations
 
 import bisect
-import json
 import statistics
 import sys
 from collections import Counter
 
 import torch
+from issue9_runner import run, warmed_encoder
 from torch.profiler import ProfilerActivity, profile, record_function
-
-from lsegrt.backends.base import Encoder
-from lsegrt.backends.common import resolve_model
 
 OPTION_SETS = ({}, {"fast": True}, {"fast": True, "upsample_norm": False}, {"fast": True, "overlap": False})
 
@@ -46,12 +43,8 @@ def _offset(wins: list[tuple[float, float]], t: float) -> float:
 
 
 def probe(model, size: int, opts: dict, calls: int = 10) -> dict:
-    enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, **opts)
-    x = torch.randn(1, 3, size, size, device="cuda")
+    enc, x = warmed_encoder(model, (size, size), opts, 3)
     with torch.inference_mode():
-        for _ in range(3):
-            enc(x)
-        torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for i in range(calls):
                 with record_function(f"lsegrt:call#{i}"):
@@ -103,16 +96,7 @@ def probe(model, size: int, opts: dict, calls: int = 10) -> dict:
 
 
 def main(variant: str, size: int, path: str) -> None:
-    model = resolve_model(None, "cuda", variant)
-    rows = []
-    for opts in OPTION_SETS:
-        row = probe(model, size, opts)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        torch._dynamo.reset()
-    with open(path, "w") as f:
-        json.dump({"variant": variant, "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "rows": rows}, f, indent=1)
+    run(variant, list(OPTION_SETS), lambda model, opts: probe(model, size, opts), path)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ import time
 import traceback
 
 import torch
-
-from lsegrt.backends.base import Encoder
-from lsegrt.backends.common import resolve_model
+from issue9_runner import option_sets, run, size_of, warmed_encoder
 
 SLEEP_CYCLES = int(4e8)  # ~0.2 s at ~2 GHz
 
@@ -33,13 +31,9 @@ def _host_ms(fn) -> float:
     return round(ms, 2)
 
 
-def probe(model, size: int, opts: dict) -> None:
-    enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, **opts)
-    x = torch.randn(1, 3, size, size, device="cuda")
+def probe(model, size: int, opts: dict) -> dict:
+    enc, x = warmed_encoder(model, (size, size), opts, 5)
     with torch.inference_mode():
-        for _ in range(5):
-            enc(x)
-        torch.cuda.synchronize()
         print(opts, "sleep alone ms", _host_ms(lambda: None), flush=True)
         torch.cuda.set_sync_debug_mode("error")
         try:
@@ -59,14 +53,12 @@ def probe(model, size: int, opts: dict) -> None:
                              ("pos_cache", lambda: [t.cache_pos_embed(size, size) for t in enc.pos_trunks])):
                 print(opts, name, "host ms behind a sleep", [_host_ms(fn) for _ in range(3)], flush=True)
     enc.close()
+    return {"options": opts}
 
 
-def main(variant: str, size: str, *option_sets: str) -> None:
-    model = resolve_model(None, "cuda", variant)
-    for s in ("",) + option_sets:
-        opts = {k: {"true": True, "false": False}.get(v, v) for k, v in (kv.split("=", 1) for kv in s.split(",") if kv)}
-        probe(model, int(size), opts)
-        torch._dynamo.reset()
+def main(variant: str, size: str, *specs: str) -> None:
+    side = size_of(size)[0]
+    run(variant, option_sets(specs), lambda model, opts: probe(model, side, opts), None)
 
 
 if __name__ == "__main__":

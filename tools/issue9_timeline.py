@@ -13,15 +13,13 @@ kernel to the end of the call) with its kernels.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 
 import torch
+from issue9_runner import option_sets, run, size_of, warmed_encoder
 from torch.profiler import ProfilerActivity, profile
 
-from lsegrt.backends.base import Encoder
-from lsegrt.backends.common import resolve_model
 from lsegrt.profile import classify
 
 CALLS = 5
@@ -72,12 +70,8 @@ def summarize(kernels: list[dict]) -> dict:
 
 
 def timeline(model, size: tuple[int, int], opts: dict) -> dict:
-    enc = Encoder.open("compile", checkpoint=model, device="cuda", precision="fp16", cuda_graph=True, **opts)
-    x = torch.randn(1, 3, *size, device="cuda")
+    enc, x = warmed_encoder(model, size, opts, 4)
     with torch.inference_mode():
-        for _ in range(4):
-            enc(x)
-        torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(CALLS):
                 torch.cuda._sleep(2000)  # markers: each call's kernels lie between two of them
@@ -109,21 +103,10 @@ def timeline(model, size: tuple[int, int], opts: dict) -> dict:
             "summary": summarize(rows[med]), "kernels": rows[med]}
 
 
-def main(variant: str, size: str, path: str, *option_sets: str) -> None:
-    h, _, w = size.partition("x")
-    hw = (int(h), int(w or h))
-    model = resolve_model(None, "cuda", variant)
-    sets = [{}] + [dict(kv.split("=", 1) for kv in s.split(",")) for s in option_sets]
-    out = []
-    for opts in sets:
-        opts = {k: {"true": True, "false": False}.get(v, v) for k, v in opts.items()}
-        row = timeline(model, hw, opts)
-        print(json.dumps({"options": opts, "spans_us": row["spans_us"], **row["summary"]}), flush=True)
-        out.append(row)
-        torch._dynamo.reset()
-    with open(path, "w") as f:
-        json.dump({"variant": variant, "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "rows": out}, f, indent=0)
+def main(variant: str, size: str, path: str, *specs: str) -> None:
+    hw = size_of(size)
+    run(variant, option_sets(specs), lambda model, opts: timeline(model, hw, opts), path,
+        shown=lambda row: {"options": row["options"], "spans_us": row["spans_us"], **row["summary"]}, indent=0)
 
 
 if __name__ == "__main__":
