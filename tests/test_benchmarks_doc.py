@@ -1290,6 +1290,17 @@ def test_issue9_nineteenth_session_deconv_fix_bundle_and_timeline_come_from_the_
     assert ("the four 1×1 convolutions on such a view return NCHW maps (stride 4,096 over channels), the two 3×3 "
             "convolutions on such views") in flat
 
+    # the copies: the profile's ATen copy kernel (call 12) and its four launches on the timeline (call 3)
+    (copy,) = [k for k in json.loads((MEASURED / prof).read_text())["candidates"][1]["top_kernels"]
+               if "direct_copy_kernel_cuda" in k["kernel"]]
+    assert copy["launches"] == 4 and f"four ATen copy kernels ({copy['ms']:.3f} ms a call, call 12;" in flat
+    tail_from = max(k["t0"] + k["dur"] for k in ks if k["class"] == "attention")
+    copies = [k for k in ks if "gpu_kernel_impl_nocast" in k["name"]]
+    beside = [k["dur"] for k in copies if k["t0"] < tail_from]
+    (after,) = [k["dur"] for k in copies if k["t0"] > tail_from]
+    assert (f"{min(beside):.0f}–{max(beside):.0f} µs each on the side stream beside the backbone and {after:.0f} µs "
+            "after the backbone's last block") in flat
+
 
 def test_timeline_summary_counts_idle_time_two_streams_at_once_and_the_tail(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "tools"))  # its sibling issue9_runner
@@ -1304,13 +1315,3 @@ def test_timeline_summary_counts_idle_time_two_streams_at_once_and_the_tail(monk
     assert s["streams"] == {"7": {"launches": 3, "busy_us": 25.0}, "9": {"launches": 1, "busy_us": 10.0}}
     assert (s["tail_us"], s["tail_busy_us"], s["tail_kernels"]) == (13.0, 5.0, 1)  # after the attention's end
 
-    # the copies: the profile's ATen copy kernel (call 12) and its four launches on the timeline (call 3)
-    (copy,) = [k for k in json.loads((MEASURED / prof).read_text())["candidates"][1]["top_kernels"]
-               if "direct_copy_kernel_cuda" in k["kernel"]]
-    assert copy["launches"] == 4 and f"four ATen copy kernels ({copy['ms']:.3f} ms a call, call 12;" in flat
-    tail_from = max(k["t0"] + k["dur"] for k in ks if k["class"] == "attention")
-    copies = [k for k in ks if "gpu_kernel_impl_nocast" in k["name"]]
-    beside = [k["dur"] for k in copies if k["t0"] < tail_from]
-    (after,) = [k["dur"] for k in copies if k["t0"] > tail_from]
-    assert (f"{min(beside):.0f}–{max(beside):.0f} µs each on the side stream beside the backbone and {after:.0f} µs "
-            "after the backbone's last block") in flat
