@@ -593,8 +593,9 @@ def quack_bench(res: dict, budget_s: float = 240.0) -> None:
     import torch
     import torch.nn.functional as F
 
+    from lsegrt.model.quack_gemm import gemm_config
+
     try:
-        from quack.gemm_config import GemmConfig
         from quack.gemm_interface import gemm_act, gemm_tuned
     except Exception as exc:
         res["micro"].append({"op": "quack", "error": error_text(exc)})
@@ -603,11 +604,7 @@ def quack_bench(res: dict, budget_s: float = 240.0) -> None:
     start = time.perf_counter()
 
     def cfg(c):
-        if c is None:
-            return None
-        tm, tn, pp, cm, cn = c
-        return GemmConfig(tile_m=tm, tile_n=tn, pingpong=pp, cluster_m=cm, cluster_n=cn, swap_ab=False,
-                          device_capacity=9, is_dynamic_persistent=False, use_tma_gather=False)
+        return None if c is None else gemm_config(c)
 
     for rows in (4097, 577, 1201):
         for name, k, n in BLOCK_GEMMS:

@@ -20,21 +20,9 @@ import torch
 from issue9_runner import option_sets, run, size_of, warmed_encoder
 from torch.profiler import ProfilerActivity, profile
 
-from lsegrt.profile import classify
+from lsegrt.profile import busy_time, classify
 
 CALLS = 5
-
-
-def _union(iv: list[tuple[float, float]]) -> float:
-    total, cur = 0.0, None
-    for s, e in sorted(iv):
-        if cur is None or s > cur[1]:
-            if cur is not None:
-                total += cur[1] - cur[0]
-            cur = [s, e]
-        else:
-            cur[1] = max(cur[1], e)
-    return total + (cur[1] - cur[0] if cur else 0.0)
 
 
 def _overlapped(iv_by_stream: dict[int, list[tuple[float, float]]]) -> float:
@@ -54,16 +42,16 @@ def summarize(kernels: list[dict]) -> dict:
     for k in kernels:
         by_stream.setdefault(k["stream"], []).append((k["t0"], k["t0"] + k["dur"]))
     span = max(k["t0"] + k["dur"] for k in kernels)
-    busy = _union([iv for ivs in by_stream.values() for iv in ivs])
+    busy = busy_time([iv for ivs in by_stream.values() for iv in ivs])
     attn = [k for k in kernels if k["class"] == "attention"]
     tail_from = max(k["t0"] + k["dur"] for k in attn) if attn else None
     tail = [k for k in kernels if tail_from is not None and k["t0"] + k["dur"] > tail_from]
     return {
         "span_us": round(span, 1), "busy_us": round(busy, 1), "idle_us": round(span - busy, 1),
         "two_streams_us": round(_overlapped(by_stream), 1), "launches": len(kernels),
-        "streams": {str(s): {"launches": len(iv), "busy_us": round(_union(iv), 1)} for s, iv in by_stream.items()},
+        "streams": {str(s): {"launches": len(iv), "busy_us": round(busy_time(iv), 1)} for s, iv in by_stream.items()},
         "tail_us": round(span - tail_from, 1) if tail_from is not None else None,
-        "tail_busy_us": round(_union([(max(k["t0"], tail_from), k["t0"] + k["dur"]) for k in tail]), 1)
+        "tail_busy_us": round(busy_time([(max(k["t0"], tail_from), k["t0"] + k["dur"]) for k in tail]), 1)
         if tail else None,
         "tail_kernels": len(tail),
     }

@@ -128,7 +128,8 @@ def _events(prof, cuda: bool) -> tuple[list[Event], list[tuple[str, float, float
     return events, ranges
 
 
-def _union(intervals: list[tuple[float, float]]) -> float:
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of ``intervals`` (time during which at least one of them runs)."""
     total, cur_s, cur_e = 0.0, None, None
     for s, e in sorted(intervals):
         if cur_e is None or s > cur_e:
@@ -150,7 +151,7 @@ def window_stats(events: Sequence[Event]) -> dict[str, Any]:
         classes[e.cls]["launches"] += 1
     if events:
         span = max(e.end for e in events) - min(e.start for e in events)
-        busy = _union([(e.start, e.end) for e in events])
+        busy = busy_time([(e.start, e.end) for e in events])
     else:
         span = busy = 0.0
     return {"kernel_us": sum(e.time for e in events), "launches": len(events), "span_us": span, "busy_us": busy,

@@ -77,13 +77,19 @@ def _(q, k, v, scale):
 FLASH4_PACKAGE = "flash-attn-4"
 
 
-def flash4_available() -> bool:
-    """Whether FlashAttention-4's CuTe kernels can be imported (package ``flash-attn-4``)."""
+def importable(module: str) -> bool:
+    """Whether ``module`` imports. For the CuTe-DSL kernel packages (FlashAttention-4, quack) the import loads the
+    DSL's runtime: any failure, not only ImportError, means "not usable here"."""
     try:
-        importlib.import_module("flash_attn.cute.interface")
-    except Exception:  # its import loads the CuTe DSL's runtime: any failure means "not usable here"
+        importlib.import_module(module)
+    except Exception:
         return False
     return True
+
+
+def flash4_available() -> bool:
+    """Whether FlashAttention-4's CuTe kernels can be imported (package ``flash-attn-4``)."""
+    return importable("flash_attn.cute.interface")
 
 
 @torch.library.custom_op("lsegrt::flash4_attention", mutates_args=())

@@ -11,12 +11,11 @@ it as it is; off CUDA (and below the row count) ``F.linear``.
 from __future__ import annotations
 
 import functools
-import importlib
 
 import torch
 import torch.nn.functional as F
 
-from .attention import HALF_DTYPES
+from .attention import HALF_DTYPES, importable
 
 QUACK_PACKAGE = "quack-kernels"
 MIN_ROWS = 4097  # the row count where it was measured faster (ViT-L/16 at 1024², batch 1)
@@ -26,11 +25,7 @@ TILE = (192, 128, True, 2, 1)
 
 def quack_available() -> bool:
     """Whether quack's GEMM can be imported (it loads the CuTe DSL's runtime)."""
-    try:
-        importlib.import_module("quack.gemm_interface")
-    except Exception:  # any failure of that import means "not usable here"
-        return False
-    return True
+    return importable("quack.gemm_interface")
 
 
 def applies(rows: int, dtype: torch.dtype) -> bool:
@@ -39,10 +34,11 @@ def applies(rows: int, dtype: torch.dtype) -> bool:
 
 
 @functools.cache
-def _config():
+def gemm_config(tile: tuple[int, int, bool, int, int] = TILE):
+    """quack's GemmConfig for a Hopper GEMM with ``tile`` = (tile_m, tile_n, pingpong, cluster_m, cluster_n)."""
     from quack.gemm_config import GemmConfig
 
-    tm, tn, pingpong, cm, cn = TILE
+    tm, tn, pingpong, cm, cn = tile
     return GemmConfig(tile_m=tm, tile_n=tn, pingpong=pingpong, cluster_m=cm, cluster_n=cn, swap_ab=False,
                       device_capacity=9, is_dynamic_persistent=False, use_tma_gather=False)
 
@@ -55,7 +51,7 @@ def quack_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     from quack.gemm_interface import gemm_tuned
 
     out = torch.empty(x.shape[0], weight.shape[0], device=x.device, dtype=x.dtype)
-    gemm_tuned.fn(x.contiguous(), weight.t(), out, bias=bias, config=_config())  # B as the (K, N) view
+    gemm_tuned.fn(x.contiguous(), weight.t(), out, bias=bias, config=gemm_config())  # B as the (K, N) view
     return out
 
 
