@@ -19,9 +19,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   fp16/bf16 on a Hopper GPU that imports FlashAttention-4, :func:`flash4_in_fast`, and then without
   ``cls_key_apart``).
   On an H100 (batch 1, stock compile in the same call): ViT-L/16 with ``flash4`` 1.28–1.32× at 384², 1.37–1.47×
-  at 480×640, 1.22–1.30× at 1024² (sixteenth to nineteenth sessions; stock's 1024² time differs by machine,
-  12.9–13.5 ms), 1.23–1.26× at batch 8; without it (no package) 1.25–1.30× at 384², 1.18–1.25× at 1024²;
-  RN101 1.32× at 384², 1.36× at 1024² (fifteenth session); same fidelity. It is not the default: stock stays
+  at 480×640, 1.22–1.30× at 1024² (sixteenth to twentieth sessions; stock's 1024² time differs by machine,
+  12.9–13.5 ms; 1.27–1.28× in the twentieth), 1.23–1.26× at batch 8; without it (no package) 1.25–1.30× at
+  384², 1.18–1.25× at 1024²; RN101 1.31–1.32× at 384², 1.34–1.36× at 1024² (fifteenth and twentieth
+  sessions); same fidelity. It is not the default: stock stays
   the reference.
 - ``overlap``: the encoder cut at its taps (:mod:`lsegrt.model.branches`); each piece compiled, the
   decoder's side branches on a second stream, the call one CUDA graph (:mod:`.overlap`) up to the last
@@ -69,9 +70,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``deconv_gemm``: a ViT reassemble's ×4 and ×2 transposed convolutions (kernel = stride) as one GEMM and a
   pixel shuffle each (exact up to rounding): 0.03–0.06 ms at 1024² on an H100 (sixteenth to nineteenth sessions).
   It needed ``overlap``'s capture to keep its cuBLAS workspaces in the graph's pool (:mod:`.overlap`).
-- ``quack_qkv`` (opt-in, not yet measured in the whole model): the ViT qkv projection by quack's CuTe-DSL GEMM
-  (:mod:`lsegrt.model.quack_gemm`; 38.7 against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session),
-  from 4,097 rows in fp16/bf16; compiled by the CuTe DSL on the first call of each process (about 1.6 s).
+- ``quack_qkv`` (opt-in): the ViT qkv projection by quack's CuTe-DSL GEMM (:mod:`lsegrt.model.quack_gemm`; 38.7
+  against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session), from 4,097 rows in fp16/bf16; compiled by
+  the CuTe DSL on the first call of each process (about 1.6 s). In the model with ``fast`` on an H100 (twentieth
+  session) 10.29 → 10.23 ms at 1024², batch 1, but 78.02 → 79.12 ms at batch 8: not in ``fast``.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -440,7 +442,8 @@ def weights_channels_last(module: torch.nn.Module) -> None:
     a weight for NCHW. Inductor hands the reassemble's 1×1 convolutions the transposed token map as a view whose
     size-1 batch has stride 0, which PyTorch does not take for channels-last either, so cuDNN ran those four
     convolutions in NCHW: a copy of the input before each and a layout conversion after (H100, 1024², nineteenth
-    session: 0.235 ms of copies a call, 32 µs of them after the backbone's last block).
+    session: 0.235 ms of copies a call, 32 µs of them after the backbone's last block; with exact strides none
+    is left, twentieth session).
     """
     from ..model.vit import PatchEmbed
 
