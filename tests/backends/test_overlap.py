@@ -97,3 +97,28 @@ def test_a_capture_drops_cublas_workspaces_before_and_after_even_when_it_fails(m
         calls.append("capture")
         raise RuntimeError("capture failed")
     assert calls == ["clear", "capture", "clear"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"strip_pixels": 4096}, "needs overlap=true"),
+    ({"fast": True, "overlap": False, "strip_pixels": 4096}, "needs overlap=true"),
+    ({"strip_pixels": -1}, r"strip_pixels=-1: expected an integer ≥ 0"),
+    ({"strip_pixels": True}, "strip_pixels=True: expected an integer"),
+])
+def test_strip_pixels_rules(options, message):
+    with pytest.raises(LsegError, match=message):
+        CompileOptions.parse(options)
+
+
+def test_fast_with_strips_matches_the_encoder_and_leaves_the_callers_model_whole(tiny_vit):
+    from lsegrt.model.strips import StripConv2d
+
+    x = torch.randn(1, 3, 64, 96)
+    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_vit)(x)
+    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True, strip_pixels=24) as enc:
+        assert enc.describe()["options"]["strip_pixels"] == 24
+        cut = [m for m in enc.module.split.branches[0].modules() if isinstance(m, StripConv2d) and m.strip_pixels]
+        assert len(cut) == 3  # layer1_rn and resConfUnit1's two convolutions
+        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
+    assert not [m for m in tiny_vit.net.modules() if isinstance(m, StripConv2d) and m.strip_pixels]
+    assert CompileOptions.parse({}).resolved().strip_pixels == 0

@@ -74,6 +74,11 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session), from 4,097 rows in fp16/bf16; compiled by
   the CuTe DSL on the first call of each process (about 1.6 s). In the model with ``fast`` on an H100 (twentieth
   session) 10.29 → 10.23 ms at 1024², batch 1, but 78.02 → 79.12 ms at batch 8: not in ``fast``.
+- ``strip_pixels`` (opt-in, needs ``overlap``; not yet measured on a GPU): the first three side branches' 3×3
+  convolutions in row strips of at most this many output pixels (:mod:`lsegrt.model.strips`; e.g. 16384: four
+  strips at 1024², none at 384²). On the twentieth session's timeline (H100, 1024²) the first branch's three
+  convolutions, 100–110 µs each, held the SMs while the backbone's next kernel waited 82–91 µs, three times a
+  call; between two strips the block scheduler can serve the backbone first.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -159,12 +164,12 @@ def flash4_in_fast(device: torch.device | str | None, precision: str | None) -> 
 
 
 def _option(type_: type, help: str, *, default: Any = None, stock: Any = None, choices: tuple | None = None,
-            switch: bool = False) -> Any:
+            switch: bool = False, minimum: float | None = None) -> Any:
     """One field of :class:`CompileOptions`: its :class:`Option` (what ``Encoder.open`` accepts), the stock
     value an unset (None) field resolves to, and ``switch``: whether it changes the served module itself
     (:func:`set_switches`), which then must be a private copy."""
     return dataclasses.field(default=default, metadata={
-        "option": Option(type_, default, help, choices=choices), "stock": stock, "switch": switch})
+        "option": Option(type_, default, help, choices=choices, minimum=minimum), "stock": stock, "switch": switch})
 
 
 def _typed(name: str, option: Option, value: Any) -> Any:
@@ -172,7 +177,9 @@ def _typed(name: str, option: Option, value: Any) -> Any:
     if value is None:
         return option.default
     choices = option.allowed()
-    if not isinstance(value, option.type) or (choices is not None and value not in choices):
+    wrong_type = not isinstance(value, option.type) or (option.type is int and isinstance(value, bool))
+    if (wrong_type or (choices is not None and value not in choices)
+            or (option.minimum is not None and value < option.minimum)):
         raise LsegError(f"option {name}={value!r}: expected {option.expected()}")
     return value
 
@@ -236,6 +243,9 @@ class CompileOptions:
     quack_qkv: bool | None = _option(bool, "ViT qkv projection (fp16/bf16, from 4,097 rows) by quack's CuTe-DSL GEMM "
                                      "(package quack-kernels, with flash-attn-4; Hopper) instead of cuBLAS's",
                                      stock=False, switch=True)
+    strip_pixels: int | None = _option(int, "with overlap: the side branches' 3x3 convolutions in row strips of at "
+                                       "most this many output pixels, shorter kernels beside the backbone (0: off)",
+                                       stock=0, switch=True, minimum=0)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
@@ -293,6 +303,9 @@ class CompileOptions:
         if parsed.pos_cache and parsed.dynamic:
             raise LsegError("option pos_cache=true keeps one position embedding per input size: it cannot be "
                             "dynamic")
+        if parsed.strip_pixels and not parsed.overlap:
+            raise LsegError("option strip_pixels cuts the convolutions that overlap runs beside the backbone: it "
+                            "needs overlap=true")
         if parsed.branch_priority and not parsed.overlap:
             raise LsegError("option branch_priority=true orders overlap's two streams: it needs overlap=true")
         if parsed.weights_channels_last and not parsed.channels_last:
@@ -478,7 +491,8 @@ def compile_module(module: torch.nn.Module, options: CompileOptions, device: tor
         from .overlap import OverlapGraph
 
         piece = dataclasses.replace(options, overlap=False, cuda_graph=False, branch_priority=False)
-        split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last))
+        split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last),
+                              strip_pixels=options.strip_pixels or 0)
         return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"),
                             priority=bool(options.branch_priority))
     inductor = options.inductor_options()

@@ -27,6 +27,7 @@ from torch import nn
 from .decoder import as_unit_vectors
 from .net import ImageEncoder
 from .resnet import ResNetBackbone
+from .strips import StripConv2d
 
 
 class _ViTSegment(nn.Module):
@@ -141,13 +142,20 @@ class SplitEncoder:
 
 
 def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32,
-                  channels_last: bool = False) -> SplitEncoder:
+                  channels_last: bool = False, strip_pixels: int = 0) -> SplitEncoder:
     """``encoder`` (weights already in ``dtype``) cut at its four taps; the first segment casts the
     float32 image to ``dtype``, the tail returns float32 (as :class:`lsegrt.model.net.CastEncoder`).
-    ``channels_last``: a ResNet's maps between the pieces are channels-last (same values)."""
+    ``channels_last``: a ResNet's maps between the pieces are channels-last (same values).
+    ``strip_pixels``: the first three branches' 3×3 convolutions (those that run beside the backbone) in
+    row strips of at most this many output pixels (:mod:`lsegrt.model.strips`); set on ``encoder``'s own
+    modules, so give it a private copy."""
     sc = encoder.scratch
     projects = (sc.layer1_rn, sc.layer2_rn, sc.layer3_rn, sc.layer4_rn)
     units = (sc.refinenet1.resConfUnit1, sc.refinenet2.resConfUnit1, sc.refinenet3.resConfUnit1, None)
+    if strip_pixels:
+        for conv in (*projects[:3], *(c for u in units[:3] for c in (u.conv1, u.conv2))):
+            if isinstance(conv, StripConv2d):
+                conv.strip_pixels = strip_pixels
     bb = encoder.pretrained
     if isinstance(bb, ResNetBackbone):
         layers = (bb.layer1, bb.layer2, bb.layer3, bb.layer4)
