@@ -558,7 +558,7 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     ships, measured = CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record(), record["encoder"]["options"]
     assert {k: ships[k] for k in measured} == measured
     # options added since: off in `fast`, but deconv_gemm, in it since the nineteenth session
-    assert all(ships[k] is False for k in set(ships) - set(measured) - {"deconv_gemm"}) and ships["deconv_gemm"]
+    assert all(not ships[k] for k in set(ships) - set(measured) - {"deconv_gemm"}) and ships["deconv_gemm"]
     # fidelity (without pdl) and the first inference, as quoted
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     a3, ast_ = agg[three], agg[st]
@@ -847,7 +847,7 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
     ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "resnet").record()
     measured = dict(record["encoder"]["options"], pos_cache=False)
     assert {k: ships[k] for k in measured} == measured and FAST_VIT_ONLY == ("pos_cache", "flash4", "deconv_gemm")
-    assert all(ships[k] is False for k in set(ships) - set(measured))  # options added since: a ViT's only
+    assert all(not ships[k] for k in set(ships) - set(measured))  # options added since: a ViT's only, or off
     agg = {q["candidate"]: q["aggregate"] for q in json.loads((MEASURED / cmp_name).read_text())["pairs"]}
     three = "compile:fp16:branch_priority=true,fast=true,pdl=true,shape_padding=false"
     assert (f"mean cosine {agg[three]['mean_cosine']:.7f}, label agreement {agg[three]['agreement']:.3f} % (stock "
@@ -1179,7 +1179,8 @@ def test_issue9_twentieth_session_exact_strides_bundle_quack_qkv_and_ablation_co
     ships = CompileOptions.parse({"fast": True, "cuda_graph": True}, "vit").record()  # here: no GPU, no flash4
     measured = dict(record["encoder"]["options"])
     assert measured.pop("flash4") is True and measured.pop("cls_key_apart") is False
-    assert measured == {k: v for k, v in ships.items() if k not in ("flash4", "cls_key_apart")}
+    assert measured == {k: ships[k] for k in measured}
+    assert set(ships) - set(measured) - {"flash4", "cls_key_apart"} == {"strip_pixels"} and not ships["strip_pixels"]
 
     # batch 1 at 1024²: calls 2 (both orders), 5 and 6
     runs = [(p[""], "call 2"), (p["swapped_"], "call 2"), (p["again_"], "call 5"), (pa, "call 6")]
