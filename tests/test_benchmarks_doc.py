@@ -39,6 +39,12 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+def _section(start: str, end: str) -> tuple[str, str]:
+    """A session's section of docs/BENCHMARKS.md (:func:`_between`) and its :func:`_flat` text."""
+    section = _between(start, end)
+    return section, _flat(section)
+
+
 # the targets table: which targets of issues 8 and 9 were met
 VERDICT = _between("which targets of issues 8 and 9 were met", "\n## ")
 
@@ -352,8 +358,7 @@ def test_issue9_eighth_session_tables_and_claims_come_from_the_records():
 
 
 def test_issue9_eighth_session_profiler_fix_is_shown_by_the_records():
-    section = _between("### Eighth session", "### Seventh session")
-    flat = _flat(section)
+    section, flat = _section("### Eighth session", "### Seventh session")
     tables = _tables()
     day = "2026-12-06"
     whole = {}
@@ -377,8 +382,7 @@ def test_issue9_eighth_session_profiler_fix_is_shown_by_the_records():
 
 
 def test_issue9_ninth_session_grid_and_first_inference_come_from_the_records():
-    section = _between("### Ninth session", "### Eighth session")
-    flat = _flat(section)
+    section, flat = _section("### Ninth session", "### Eighth session")
     day = "2026-12-06"
     vit, rn = (f"bench_issue9_ninth_{v}_h100_{day}.json" for v in ("vit_l16", "rn101"))
     first_name = f"first_inference_ninth_h100_{day}.json"
@@ -425,8 +429,7 @@ def _weight_conversions(tarball: Path) -> dict[str, int]:
 
 
 def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_records():
-    section = _between("### Tenth session", "### Ninth session")
-    flat = _flat(section)
+    section, flat = _section("### Tenth session", "### Ninth session")
     day = "2026-12-06"
     bench = {k: f"bench_tenth_{k}_h100_{day}.json" for k in ("layout_vit_l16", "layout_rn101", "packed_vit_l16",
                                                              "priority_vit_l16")}
@@ -499,8 +502,7 @@ def test_issue9_tenth_session_layout_options_and_null_results_come_from_the_reco
 def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
     from lsegrt.backends.compiled import CompileOptions
 
-    section = _between("### Fourteenth session", "### Thirteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Fourteenth session", "### Thirteenth session")
     day = "2026-12-06"
     names = {k: f"bench_fourteenth_{k}_vit_l16_h100_{day}.json" for k in ("options", "repeat", "pdl", "batch8")}
     cmp_name, first_name = f"compare_fourteenth_vit_l16_h100_{day}.json", f"first_inference_fourteenth_h100_{day}.json"
@@ -572,8 +574,7 @@ def test_issue9_fourteenth_session_new_fast_options_come_from_the_records():
 
 
 def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come_from_the_records():
-    section = _between("### Thirteenth session", "### Twelfth session")
-    flat = _flat(section)
+    section, flat = _section("### Thirteenth session", "### Twelfth session")
     day = "2026-12-06"
     bench, rn = f"bench_thirteenth_fp8_vit_l16_h100_{day}.json", f"compare_thirteenth_rn101_h100_{day}.json"
     _assert_rendered(section, bench=[bench], compare=[rn])
@@ -630,8 +631,7 @@ def test_issue9_thirteenth_session_fp8_attention_and_rn101_strict_reference_come
 
 
 def test_issue9_twelfth_session_attention_plans_deconv_and_strict_reference_come_from_the_records():
-    section = _between("### Twelfth session", "### Eleventh session")
-    flat = _flat(section)
+    section, flat = _section("### Twelfth session", "### Eleventh session")
     day = "2026-12-06"
     cands, rep = f"bench_twelfth_candidates_vit_l16_h100_{day}.json", f"bench_twelfth_repeat_vit_l16_1024_h100_{day}.json"
     strict, deconv = (f"compare_twelfth_vit_l16_1024_h100_{day}.json",
@@ -673,8 +673,7 @@ def test_issue9_twelfth_session_attention_plans_deconv_and_strict_reference_come
 
 
 def test_issue9_eleventh_session_ablation_candidates_launchers_and_reference_come_from_the_records():
-    section = _between("### Eleventh session", "### Tenth session")
-    flat = _flat(section)
+    section, flat = _section("### Eleventh session", "### Tenth session")
     day = "2026-12-06"
     ablate = f"ablate_eleventh_vit_l16_384_h100_{day}.json"
     cands = f"bench_eleventh_candidates_vit_l16_1024_h100_{day}.json"
@@ -777,8 +776,7 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
     from lsegrt.backends.compiled import FAST_VIT_ONLY, CompileOptions
     from lsegrt.model.upsample_norm import TILE
 
-    section = _between("### Fifteenth session", "### Fourteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Fifteenth session", "### Fourteenth session")
     day = "2026-12-07"
     vit, rn = f"bench_fifteenth_vit_l16_h100_{day}.json", f"bench_fifteenth_rn101_h100_{day}.json"
     cmp_name, prof = f"compare_fifteenth_rn101_h100_{day}.json", f"profile_fifteenth_vit_l16_1024_h100_{day}.json"
@@ -857,8 +855,7 @@ def test_issue9_fifteenth_session_tile_and_rn101_options_come_from_the_records()
 def test_issue9_sixteenth_session_flash4_comes_from_the_records():
     from lsegrt.backends.compiled import CompileOptions
 
-    section = _between("### Sixteenth session", "### Fifteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Sixteenth session", "### Fifteenth session")
     day = "2026-12-07"
     main, swap, first = (f"bench_sixteenth_vit_l16{k}_h100_{day}.json" for k in ("", "_swapped", "_first"))
     cmp_name, prof = f"compare_sixteenth_vit_l16_h100_{day}.json", f"profile_sixteenth_vit_l16_1024_h100_{day}.json"
@@ -938,8 +935,7 @@ def test_issue9_sixteenth_session_flash4_comes_from_the_records():
 
 
 def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
-    section = _between("### Seventeenth session", "### Sixteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Seventeenth session", "### Sixteenth session")
     day = "2026-12-07"
     names = {k: f"bench_seventeenth_{k}_vit_l16_h100_{day}.json"
              for k in ("batch8", "fast", "swapped", "levers", "cls_apart")}
@@ -1039,8 +1035,7 @@ def test_issue9_seventeenth_session_flash4_in_fast_comes_from_the_records():
 
 
 def test_issue9_eighteenth_session_bundle_levers_and_probes_come_from_the_records():
-    section = _between("### Eighteenth session", "### Seventeenth session")
-    flat = _flat(section)
+    section, flat = _section("### Eighteenth session", "### Seventeenth session")
     day = "2026-12-07"
     names = {k: f"bench_eighteenth_{k}_vit_l16_h100_{day}.json" for k in ("fast", "swapped", "batch8", "levers")}
     cmps = {k: f"compare_eighteenth{k}_vit_l16_h100_{day}.json" for k in ("", "_deconv")}
@@ -1161,8 +1156,7 @@ def test_issue9_twentieth_session_exact_strides_bundle_quack_qkv_and_ablation_co
 
     from lsegrt.backends.compiled import FAST, CompileOptions
 
-    section = _between("### Twentieth session", "### Nineteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Twentieth session", "### Nineteenth session")
     day = "2026-12-07"
     names = {k: f"bench_twentieth_{k}vit_l16_h100_{day}.json" for k in ("", "swapped_", "again_", "batch8_")}
     ablate, rn = f"ablate_twentieth_vit_l16_h100_{day}.json", f"bench_twentieth_rn101_h100_{day}.json"
@@ -1310,8 +1304,7 @@ def test_issue9_nineteenth_session_deconv_fix_bundle_and_timeline_come_from_the_
 
     from lsegrt.backends.compiled import CompileOptions
 
-    section = _between("### Nineteenth session", "### Eighteenth session")
-    flat = _flat(section)
+    section, flat = _section("### Nineteenth session", "### Eighteenth session")
     day = "2026-12-07"
     names = {k: f"bench_nineteenth_{k}_vit_l16_h100_{day}.json" for k in ("deconv", "swapped", "again", "batch8",
                                                                           "noflash4")}
