@@ -1,5 +1,5 @@
-"""3×3 convolutions in row strips (lsegrt.model.strips, the compile backend's ``strip_pixels``): the same
-output as one convolution, the same state-dict keys, and only the side branches' convolutions cut."""
+"""A side branch in row strips (lsegrt.model.strips, the compile backend's ``strip_pixels``): the same output as
+in one piece, for every strip size down to one row, and only the branches beside the backbone cut."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from lsegrt.model.branches import split_encoder
-from lsegrt.model.strips import StripConv2d, strip_bounds
+from lsegrt.model.decoder import ResidualConvUnit
+from lsegrt.model.strips import in_strips, row_halo, strip_bounds
 
 
 @pytest.mark.parametrize("height, width, pixels, expected", [
@@ -22,41 +23,46 @@ def test_strip_bounds_cover_every_row_once(height, width, pixels, expected):
     assert strip_bounds(height, width, pixels) == expected
 
 
-@pytest.mark.parametrize("bias, groups", [(False, 1), (True, 1), (True, 2)])
-@pytest.mark.parametrize("height, width, pixels", [(9, 5, 10), (16, 8, 8), (5, 7, 7), (6, 6, 36)])
-def test_a_strip_convolution_computes_what_one_convolution_does(bias, groups, height, width, pixels):
+def test_row_halo_sums_the_reach_of_each_convolution():
+    project = nn.Conv2d(4, 8, 3, padding=1)
+    assert row_halo(project, ResidualConvUnit(8)) == 3  # layerK_rn's 3×3, then the unit's two
+    assert row_halo(project, None) == 1 and row_halo(nn.Conv2d(4, 4, 1)) == 0
+    assert row_halo(nn.Conv2d(4, 4, 5, padding=4, dilation=2)) == 4
+    with pytest.raises(ValueError, match="stride-1"):
+        row_halo(nn.Conv2d(4, 4, 3, stride=2, padding=1))
+
+
+@pytest.mark.parametrize("height, width, pixels", [(9, 5, 5), (9, 5, 10), (16, 8, 8), (5, 7, 14), (6, 6, 36)])
+def test_a_branch_in_strips_computes_what_it_computes_whole(height, width, pixels):
     torch.manual_seed(0)
-    ref = nn.Conv2d(4, 6, 3, padding=1, bias=bias, groups=groups).double()
-    strip = StripConv2d(4, 6, 3, padding=1, bias=bias, groups=groups).double()
-    strip.load_state_dict(ref.state_dict())
-    strip.strip_pixels = pixels
+    project, unit = nn.Conv2d(4, 6, 3, padding=1, bias=False), ResidualConvUnit(6)
+    for bn in (unit.bn1, unit.bn2):  # eval-mode statistics that are not the identity
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    branch = nn.Sequential(project, unit).double().eval()
     x = torch.randn(2, 4, height, width, dtype=torch.float64)
-    torch.testing.assert_close(strip(x), ref(x), rtol=0, atol=1e-12)
-    cl = x.contiguous(memory_format=torch.channels_last)  # the layout the compiled decoder runs in
-    torch.testing.assert_close(strip(cl), ref(cl), rtol=0, atol=1e-12)
+    with torch.inference_mode():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            xl = x.contiguous(memory_format=layout)
+            torch.testing.assert_close(in_strips(branch, xl, row_halo(project, unit), pixels), branch(xl),
+                                       rtol=0, atol=1e-12)
 
 
-def test_a_strip_convolution_keeps_nn_conv2ds_keys_and_leaves_other_shapes_whole(monkeypatch):
-    assert list(StripConv2d(4, 6, 3, padding=1).state_dict()) == list(nn.Conv2d(4, 6, 3, padding=1).state_dict())
-    calls = []
-    monkeypatch.setattr(torch.nn.functional, "conv2d",
-                        lambda x, *a, **k: calls.append(x.shape[-2]) or torch.zeros(x.shape[0], 4, *x.shape[-2:]))
-    for conv in (StripConv2d(4, 4, 1), StripConv2d(4, 4, 3, stride=2, padding=1), StripConv2d(4, 4, 3)):
-        conv.strip_pixels = 4
-        assert not conv._strippable()  # 1×1, strided, unpadded: one convolution, as nn.Conv2d
-    conv = StripConv2d(4, 4, 3, padding=1)
-    conv.strip_pixels = 8
-    conv(torch.zeros(1, 4, 8, 4))
-    assert calls == [3, 4, 4, 3]  # four strips of two rows, halo rows included
+def test_too_small_a_halo_shows():
+    """The check above can fail: one row of halo where the branch reads three changes the rows at the cuts."""
+    torch.manual_seed(0)
+    branch = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), ResidualConvUnit(6)).double().eval()
+    x = torch.randn(1, 4, 12, 5, dtype=torch.float64)
+    with torch.inference_mode():
+        assert not torch.allclose(in_strips(branch, x, 1, 20), branch(x))
 
 
-def test_split_encoder_cuts_only_the_convolutions_beside_the_backbone(tiny_vit):
-    enc = tiny_vit.net.image_encoder().eval()
+@pytest.mark.parametrize("model", ["tiny_vit", "tiny_rn"])
+def test_split_encoder_cuts_only_the_branches_beside_the_backbone(model, request):
+    enc = request.getfixturevalue(model).net.image_encoder().eval()
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         ref = enc(x)
-        split = split_encoder(enc, strip_pixels=24)
-        cut = {name for name, m in enc.named_modules() if isinstance(m, StripConv2d) and m.strip_pixels}
-        assert cut == {f"scratch.layer{k}_rn" for k in (1, 2, 3)} | {
-            f"scratch.refinenet{k}.resConfUnit1.conv{c}" for k in (1, 2, 3) for c in (1, 2)}
+        split = split_encoder(enc, strip_pixels=24)  # one row a strip on the first tap's 16×24 map
+        assert [b.strip_pixels for b in split.branches] == [24, 24, 24, 0]
+        assert [b.halo for b in split.branches] == [3, 3, 3, 0]
         torch.testing.assert_close(split(x), ref, rtol=1e-5, atol=1e-6)

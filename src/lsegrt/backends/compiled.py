@@ -74,9 +74,9 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session), from 4,097 rows in fp16/bf16; compiled by
   the CuTe DSL on the first call of each process (about 1.6 s). In the model with ``fast`` on an H100 (twentieth
   session) 10.29 → 10.23 ms at 1024², batch 1, but 78.02 → 79.12 ms at batch 8: not in ``fast``.
-- ``strip_pixels`` (opt-in, needs ``overlap``; not yet measured on a GPU): the first three side branches' 3×3
-  convolutions in row strips of at most this many output pixels (:mod:`lsegrt.model.strips`; e.g. 16384: four
-  strips at 1024², none at 384²). On the twentieth session's timeline (H100, 1024²) the first branch's three
+- ``strip_pixels`` (opt-in, needs ``overlap``; not yet measured on a GPU): the first three side branches, after
+  their reassemble, in row strips of at most this many output pixels (:mod:`lsegrt.model.strips`; e.g. 16384:
+  four strips at 1024², none at 384²). On the twentieth session's timeline (H100, 1024²) the first branch's three
   convolutions, 100–110 µs each, held the SMs while the backbone's next kernel waited 82–91 µs, three times a
   call; between two strips the block scheduler can serve the backbone first.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
@@ -243,9 +243,9 @@ class CompileOptions:
     quack_qkv: bool | None = _option(bool, "ViT qkv projection (fp16/bf16, from 4,097 rows) by quack's CuTe-DSL GEMM "
                                      "(package quack-kernels, with flash-attn-4; Hopper) instead of cuBLAS's",
                                      stock=False, switch=True)
-    strip_pixels: int | None = _option(int, "with overlap: the side branches' 3x3 convolutions in row strips of at "
+    strip_pixels: int | None = _option(int, "with overlap: the side branches' convolutions in row strips of at "
                                        "most this many output pixels, shorter kernels beside the backbone (0: off)",
-                                       stock=0, switch=True, minimum=0)
+                                       stock=0, minimum=0)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "

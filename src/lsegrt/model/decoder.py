@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import l2_normalize
-from .strips import StripConv2d
 
 
 def as_unit_vectors(out: torch.Tensor, normalized: bool) -> torch.Tensor:
@@ -21,9 +20,9 @@ class ResidualConvUnit(nn.Module):
 
     def __init__(self, features: int):
         super().__init__()
-        self.conv1 = StripConv2d(features, features, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(features)
-        self.conv2 = StripConv2d(features, features, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +79,7 @@ class Scratch(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], features: int, out_dim: int):
         super().__init__()
         for k, c in enumerate(in_channels, start=1):
-            self.add_module(f"layer{k}_rn", StripConv2d(c, features, 3, padding=1, bias=False))
+            self.add_module(f"layer{k}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
         for k in range(1, 5):
             self.add_module(f"refinenet{k}", FusionBlock(features))
         self.head1 = nn.Conv2d(features, out_dim, 1)
