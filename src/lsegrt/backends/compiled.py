@@ -467,13 +467,10 @@ def weights_channels_last(module: torch.nn.Module) -> None:
 
 
 def channels_last_exactly(w: torch.Tensor) -> torch.Tensor:
-    """A 4-d ``w`` with the strides of a channels-last tensor of its shape, size-1 dimensions included (a copy
-    unless it has them already)."""
-    o, i, kh, kw = w.shape
-    strides = (i * kh * kw, 1, kw * i, i)
-    if w.stride() == strides:
-        return w
-    return torch.empty_strided(w.shape, strides, dtype=w.dtype, device=w.device).copy_(w)
+    """A 4-d ``w`` with the strides PyTorch gives a new channels-last tensor of its shape, size-1 dimensions
+    included (a copy unless it has them already; ``contiguous`` keeps any tensor that passes as channels-last)."""
+    exact = torch.empty_like(w, memory_format=torch.channels_last)
+    return w if w.stride() == exact.stride() else exact.copy_(w)
 
 
 def served_module(model, precision: str, device: torch.device, options: CompileOptions) -> torch.nn.Module:
