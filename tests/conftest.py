@@ -92,3 +92,53 @@ def clock(monkeypatch):
     fake.monotonic = lambda: fake.now
     monkeypatch.setattr(lsegrt.progress, "time", fake)
     return fake
+
+
+@pytest.fixture
+def fake_flash4(tmp_path, monkeypatch):
+    """A stand-in for FlashAttention-4's modules with the layout of its kernel cache on disk (flash-attn-4
+    4.0.0b40: ``cache_utils.get_cache_path()``, ``interface._flash_attn_fwd.compile_cache``, a JITPersistentCache
+    whose file for a key is ``cache_path / (sha256(pickle(key)) + ".o")``). Its ``compile(key)`` puts a kernel
+    into that cache as FA4 does (``on_disk=False``: in memory only) and returns the file."""
+    import hashlib
+    import pickle
+    import sys
+    import types
+
+    from lsegrt.model import flash4_cache
+
+    monkeypatch.setenv(flash4_cache.ENABLED_VARIABLE, "unset at teardown")
+    monkeypatch.delenv(flash4_cache.ENABLED_VARIABLE)
+    root = tmp_path / "fa4-cache"
+
+    class Cache:
+        def __init__(self, path):
+            self.cache, self.cache_path = {}, path
+
+        def _key_to_hash(self, key):
+            return hashlib.sha256(pickle.dumps(key)).hexdigest()
+
+    def get_cache_path():
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _flash_attn_fwd():
+        pass
+
+    _flash_attn_fwd.compile_cache = cache = Cache(root / ("5" * 64) / "fwd")
+    modules = {name: types.ModuleType(name) for name in
+               ("flash_attn", "flash_attn.cute", "flash_attn.cute.cache_utils", "flash_attn.cute.interface")}
+    modules["flash_attn.cute.cache_utils"].get_cache_path = get_cache_path
+    modules["flash_attn.cute.interface"]._flash_attn_fwd = _flash_attn_fwd
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def compile(key, data=b"kernel object", on_disk=True):
+        cache.cache[key] = object()
+        file = cache.cache_path / f"{cache._key_to_hash(key)}.o"
+        if on_disk:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(data)
+        return file
+
+    return types.SimpleNamespace(root=root, cache=cache, compile=compile)

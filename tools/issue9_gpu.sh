@@ -130,7 +130,8 @@ print(' '.join(f'{k}={str(not v).lower()}' for k, v in FAST.items()))"); do
         # FIRST_FRESH_TRITON=1: an empty Triton cache too, as on a machine that never ran the kernels
         # (lsegrt's own Triton kernels are not in the saved build; Inductor's are)
         tc=""; [ "${FIRST_FRESH_TRITON:-0}" = 1 ] && tc="TRITON_CACHE_DIR=/tmp/ind9_$mode/triton"
-        env $tc TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
+        # FlashAttention-4's kernel cache empty as well: its kernels come from the build's zip, or are compiled
+        env $tc FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=/tmp/ind9_$mode/fa4 TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
           --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" $prof 2>&1 | tail -1
       done
       $PY -c "import json,sys; n=('cold','saved','again','text','text2','profiled','build_sidecar'); d={k: json.load(open(f)) for k, f in zip(n, sys.argv[1:8])}; d['modes']=sys.argv[9].split(); open(sys.argv[8],'w').write(json.dumps(d, indent=1))" \

@@ -247,3 +247,26 @@ def test_cudnn_benchmark_is_on_for_the_call_only(monkeypatch):
     with call_scope(CompileOptions.parse({})):  # stock leaves the user's setting alone
         assert torch.backends.cudnn.benchmark is True
     assert CompileOptions.parse({"fast": True}).cudnn_benchmark is False  # opt-in, not in the bundle
+
+
+@pytest.mark.slow
+def test_a_build_carries_flash4s_kernels_and_opening_it_puts_them_back(fake_flash4, tmp_path, monkeypatch):
+    """FlashAttention-4's compiled kernels (object files in its own cache) are bound by the sidecar like the
+    build's other files and restored where FA4 looks before the first call, so a new process loads them."""
+    from lsegrt.backends.compiled import build_compiled
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    kernel = fake_flash4.compile(("fwd", 64, 17), data=b"FA4 kernel")  # what the model's calls compiled
+    model, out = lsegrt.random_model("vit_tiny"), tmp_path / "tiny.compiled"
+    info = build_compiled(model, out, precision="fp32", device="cpu", shapes=((1, 32, 32),))
+    carried = out.with_name(out.name + ".flash4-kernels.zip")
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert info["flash4_kernels"] == 1 and carried.name in side["contents"]["data_files"]
+    kernel.unlink()  # a machine new to the build
+    lsegrt.Encoder.open("compile", checkpoint=model, engine=out, precision="fp32").close()
+    assert kernel.read_bytes() == b"FA4 kernel"
+    kernel.unlink()
+    carried.write_bytes(carried.read_bytes() + b"\0")  # native code: bound by the sidecar like the file
+    with pytest.raises(LsegError, match="flash4-kernels.zip is not the file its sidecar"):
+        lsegrt.Encoder.open("compile", checkpoint=model, engine=out, precision="fp32")
+    assert not kernel.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -71,3 +72,30 @@ def test_a_loaded_triton_launcher_travels_to_another_cache_folder(tmp_path, monk
     assert libs.restore(z, libs.TRITON_LAUNCHERS, CPU) == 1
     copy = tmp_path / "elsewhere" / LAUNCHER
     assert copy.read_bytes() == built.read_bytes() and ctypes.CDLL(str(copy)).lsegrt_test_launcher() == 7
+
+
+FA4_KERNEL = "5" * 64 + "/fwd/" + "a" * 64 + ".o"
+
+
+def test_flash4_kernels_travel_to_fa4s_folder_and_nothing_else_does(fake_flash4, tmp_path):
+    built = fake_flash4.compile(("fwd", 64, 577), data=b"object")
+    (name, file), = libs.loaded()[libs.FLASH4_KERNELS]
+    assert file == built and libs.FLASH4_KERNELS.entry.match(name)
+    z = tmp_path / "m.compiled.flash4-kernels.zip"
+    for bad in ("../" + FA4_KERNEL, "/" + FA4_KERNEL, FA4_KERNEL.replace(".o", ".so"), FA4_KERNEL.upper(),
+                "5" * 64 + "/" + "a" * 64 + ".o", "5" * 64 + "/../" + "a" * 64 + ".o"):
+        with zipfile.ZipFile(z, "w") as zf:
+            zf.writestr(bad, b"x")
+        with pytest.raises(LsegError, match="unexpected entry"):
+            libs.restore(z, libs.FLASH4_KERNELS, CPU)
+    libs.write(z, [(name, file)])
+    built.unlink()  # a machine new to the build
+    assert libs.restore(z, libs.FLASH4_KERNELS, CPU) == 1 and built.read_bytes() == b"object"
+
+
+def test_nothing_is_restored_where_the_compiler_does_not_import(fake_flash4, tmp_path, monkeypatch):
+    z = tmp_path / "m.compiled.flash4-kernels.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(FA4_KERNEL, b"x")
+    monkeypatch.setitem(sys.modules, "flash_attn.cute.cache_utils", None)
+    assert libs.restore(z, libs.FLASH4_KERNELS, CPU) == 0 and not (fake_flash4.root / FA4_KERNEL).exists()

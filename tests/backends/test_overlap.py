@@ -97,24 +97,3 @@ def test_a_capture_drops_cublas_workspaces_before_and_after_even_when_it_fails(m
         calls.append("capture")
         raise RuntimeError("capture failed")
     assert calls == ["clear", "capture", "clear"]
-
-
-@pytest.mark.parametrize("options, message", [
-    ({"strip_pixels": 4096}, "needs overlap=true"),
-    ({"fast": True, "overlap": False, "strip_pixels": 4096}, "needs overlap=true"),
-    ({"strip_pixels": -1}, r"strip_pixels=-1: expected an integer ≥ 0"),
-    ({"strip_pixels": True}, "strip_pixels=True: expected an integer"),
-])
-def test_strip_pixels_rules(options, message):
-    with pytest.raises(LsegError, match=message):
-        CompileOptions.parse(options)
-
-
-def test_fast_with_strips_matches_the_encoder(tiny_vit):
-    x = torch.randn(1, 3, 64, 96)
-    ref = lsegrt.Encoder.open("torch", checkpoint=tiny_vit)(x)
-    with lsegrt.Encoder.open("compile", checkpoint=tiny_vit, fast=True, strip_pixels=48) as enc:
-        assert enc.describe()["options"]["strip_pixels"] == 48
-        assert [b.strip_pixels for b in enc.module.split.branches] == [48, 48, 48, 0]
-        torch.testing.assert_close(enc(x), ref, rtol=1e-5, atol=1e-5)
-    assert CompileOptions.parse({}).resolved().strip_pixels == 0

@@ -63,9 +63,10 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 - ``flash4``: the ViT attention in fp16/bf16 by FlashAttention-4's CuTe kernel (package ``flash-attn-4``,
   ``pip install lsegrt[flash4]``) instead of cuDNN's, through :func:`~lsegrt.model.attention.flash4_attention`
   on the (B, N, H, D) views of the qkv GEMM's output: at 4,097 tokens 149.6 against 174.2 µs a layer, at
-  1,201 tokens 18.0 against 31.3 µs (H100). The kernel is JIT-compiled in each new process on its first call
-  (about 1.3 s; ``FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1`` keeps it on disk); a saved build's first
-  output came 6.3–6.5 s after opening it (seventeenth session). On a GPU without the package the encoder
+  1,201 tokens 18.0 against 31.3 µs (H100). The kernel is JIT-compiled on the first call of a process (about
+  1.3 s) unless FA4's own disk cache has it, which lsegrt turns on and a saved build carries
+  (:mod:`lsegrt.model.flash4_cache`); a saved build's first output came 6.3–6.5 s after opening it
+  (seventeenth session, the kernel compiled in the new process). On a GPU without the package the encoder
   refuses to open; off the GPU the op computes the same attention in PyTorch.
 - ``deconv_gemm``: a ViT reassemble's ×4 and ×2 transposed convolutions (kernel = stride) as one GEMM and a
   pixel shuffle each (exact up to rounding): 0.03–0.06 ms at 1024² on an H100 (sixteenth to nineteenth sessions).
@@ -74,11 +75,6 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
   against cuBLAS's 41.4 µs at 4,097 rows alone, eighteenth session), from 4,097 rows in fp16/bf16; compiled by
   the CuTe DSL on the first call of each process (about 1.6 s). In the model with ``fast`` on an H100 (twentieth
   session) 10.29 → 10.23 ms at 1024², batch 1, but 78.02 → 79.12 ms at batch 8: not in ``fast``.
-- ``strip_pixels`` (opt-in, needs ``overlap``; not yet measured on a GPU): the first three side branches, after
-  their reassemble, in row strips of at most this many output pixels (:mod:`lsegrt.model.strips`; e.g. 16384:
-  four strips at 1024², none at 384²). On the twentieth session's timeline (H100, 1024²) the first branch's three
-  convolutions, 100–110 µs each, held the SMs while the backbone's next kernel waited 82–91 µs, three times a
-  call; between two strips the block scheduler can serve the backbone first.
 - ``freezing``: Inductor freezing, weights as constants (slower: 3.58 vs 2.30 ms at 384², 13.33 vs
   12.46 ms at 1024²).
 - ``autotune=gemm``: cuBLAS against six of Inductor's Triton GEMM tiles (:data:`GEMM_TILES`, 20 ms
@@ -164,12 +160,12 @@ def flash4_in_fast(device: torch.device | str | None, precision: str | None) -> 
 
 
 def _option(type_: type, help: str, *, default: Any = None, stock: Any = None, choices: tuple | None = None,
-            switch: bool = False, minimum: float | None = None) -> Any:
+            switch: bool = False) -> Any:
     """One field of :class:`CompileOptions`: its :class:`Option` (what ``Encoder.open`` accepts), the stock
     value an unset (None) field resolves to, and ``switch``: whether it changes the served module itself
     (:func:`set_switches`), which then must be a private copy."""
     return dataclasses.field(default=default, metadata={
-        "option": Option(type_, default, help, choices=choices, minimum=minimum), "stock": stock, "switch": switch})
+        "option": Option(type_, default, help, choices=choices), "stock": stock, "switch": switch})
 
 
 def _typed(name: str, option: Option, value: Any) -> Any:
@@ -177,9 +173,7 @@ def _typed(name: str, option: Option, value: Any) -> Any:
     if value is None:
         return option.default
     choices = option.allowed()
-    wrong_type = not isinstance(value, option.type) or (option.type is int and isinstance(value, bool))
-    if (wrong_type or (choices is not None and value not in choices)
-            or (option.minimum is not None and value < option.minimum)):
+    if not isinstance(value, option.type) or (choices is not None and value not in choices):
         raise LsegError(f"option {name}={value!r}: expected {option.expected()}")
     return value
 
@@ -243,9 +237,6 @@ class CompileOptions:
     quack_qkv: bool | None = _option(bool, "ViT qkv projection (fp16/bf16, from 4,097 rows) by quack's CuTe-DSL GEMM "
                                      "(package quack-kernels, with flash-attn-4; Hopper) instead of cuBLAS's",
                                      stock=False, switch=True)
-    strip_pixels: int | None = _option(int, "with overlap: the side branches' convolutions in row strips of at "
-                                       "most this many output pixels, shorter kernels beside the backbone (0: off)",
-                                       stock=0, minimum=0)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
@@ -303,9 +294,6 @@ class CompileOptions:
         if parsed.pos_cache and parsed.dynamic:
             raise LsegError("option pos_cache=true keeps one position embedding per input size: it cannot be "
                             "dynamic")
-        if parsed.strip_pixels and not parsed.overlap:
-            raise LsegError("option strip_pixels cuts the convolutions that overlap runs beside the backbone: it "
-                            "needs overlap=true")
         if parsed.branch_priority and not parsed.overlap:
             raise LsegError("option branch_priority=true orders overlap's two streams: it needs overlap=true")
         if parsed.weights_channels_last and not parsed.channels_last:
@@ -488,8 +476,7 @@ def compile_module(module: torch.nn.Module, options: CompileOptions, device: tor
         from .overlap import OverlapGraph
 
         piece = dataclasses.replace(options, overlap=False, cuda_graph=False, branch_priority=False)
-        split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last),
-                              strip_pixels=options.strip_pixels or 0)
+        split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last))
         return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"),
                             priority=bool(options.branch_priority))
     inductor = options.inductor_options()
@@ -604,9 +591,9 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
 
     The file holds ``torch.compiler.save_cache_artifacts()``: Inductor's compiled graphs with their
     Triton kernels, AOTAutograd entries and autotuning results, for exactly these shapes (another shape
-    still compiles when it is first seen). The native libraries the compilers built (a CPU's C++ kernels,
-    Triton's launchers) go into zips beside it (:mod:`.compiled_libraries`). Staged and published
-    atomically; the sidecar last.
+    still compiles when it is first seen). The native code the compilers built (a CPU's C++ kernels,
+    Triton's launchers, FlashAttention-4's kernels) goes into zips beside it (:mod:`.compiled_libraries`).
+    Staged and published atomically; the sidecar last.
     """
     from ..fileio import check_output_path
     from ..sidecar import publish, staging
@@ -650,7 +637,8 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
         info = {"shapes": [s["shape"] for s in per_shape], "compile": per_shape,
                 "build_seconds": round(time.perf_counter() - start, 2), "artifact_bytes": staged.stat().st_size,
                 "artifacts": _artifact_counts(cache_info), "cpp_kernels": len(libraries[libs.CPP_KERNELS]),
-                "triton_launchers": len(libraries[libs.TRITON_LAUNCHERS]), "cuda": torch.version.cuda}
+                "triton_launchers": len(libraries[libs.TRITON_LAUNCHERS]),
+                "flash4_kernels": len(libraries[libs.FLASH4_KERNELS]), "cuda": torch.version.cuda}
         # the sidecar's contents record the file's size and sha256: nothing else needs to repeat them
         publish(path, staged, request, info, data_files=data_files)
     return info

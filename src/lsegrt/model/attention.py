@@ -26,6 +26,8 @@ import importlib
 
 import torch
 
+from . import flash4_cache
+
 KEY_TILE = 128  # cuDNN's key tile for fp16, head dim 64, on Hopper (its kernel name: …64x128x64…)
 # the dtypes cuDNN's and FlashAttention-4's attention kernels run in (neither has an fp32 one)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -88,8 +90,10 @@ def importable(module: str) -> bool:
 
 
 def flash4_available() -> bool:
-    """Whether FlashAttention-4's CuTe kernels can be imported (package ``flash-attn-4``)."""
-    return importable("flash_attn.cute.interface")
+    """Whether FlashAttention-4's CuTe kernels can be imported (package ``flash-attn-4``); the import turns its
+    kernel cache on disk on first (:mod:`.flash4_cache`)."""
+    flash4_cache.enable()
+    return importable(flash4_cache.INTERFACE)
 
 
 @torch.library.custom_op("lsegrt::flash4_attention", mutates_args=())
@@ -103,6 +107,7 @@ def flash4_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
             return attend_first_key_apart(q, k, v, scale)
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
         return o.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+    flash4_cache.enable()
     from flash_attn.cute.interface import flash_attn_func
 
     b, h, n, d = q.shape

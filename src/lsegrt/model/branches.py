@@ -27,7 +27,6 @@ from torch import nn
 from .decoder import as_unit_vectors
 from .net import ImageEncoder
 from .resnet import ResNetBackbone
-from .strips import in_strips, row_halo
 
 
 class _ViTSegment(nn.Module):
@@ -65,21 +64,14 @@ class _ResNetSegment(nn.Module):
 
 
 class _Branch(nn.Module):
-    """Tap k → reassemble (ViT) → layerK_rn → refinenetK.resConfUnit1 (not for the last tap).
-    ``strip_pixels`` (0: off): layerK_rn and the unit in row strips of at most that many output pixels
-    (:mod:`lsegrt.model.strips`)."""
+    """Tap k → reassemble (ViT) → layerK_rn → refinenetK.resConfUnit1 (not for the last tap)."""
 
-    def __init__(self, post: nn.Module | None, project: nn.Module, unit: nn.Module | None, strip_pixels: int = 0):
+    def __init__(self, post: nn.Module | None, project: nn.Module, unit: nn.Module | None):
         super().__init__()
         self.post, self.project, self.unit = post, project, unit
-        self.strip_pixels = strip_pixels
-        self.halo = row_halo(project, unit) if strip_pixels else 0
 
     def forward(self, tap: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
         x = self.post(tap, gh, gw) if self.post is not None else tap
-        return in_strips(self._decode, x, self.halo, self.strip_pixels)
-
-    def _decode(self, x: torch.Tensor) -> torch.Tensor:
         x = self.project(x)
         return self.unit(x) if self.unit is not None else x
 
@@ -149,12 +141,10 @@ class SplitEncoder:
 
 
 def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32,
-                  channels_last: bool = False, strip_pixels: int = 0) -> SplitEncoder:
+                  channels_last: bool = False) -> SplitEncoder:
     """``encoder`` (weights already in ``dtype``) cut at its four taps; the first segment casts the
     float32 image to ``dtype``, the tail returns float32 (as :class:`lsegrt.model.net.CastEncoder`).
-    ``channels_last``: a ResNet's maps between the pieces are channels-last (same values).
-    ``strip_pixels``: the first three branches (those that run beside the backbone) after their reassemble
-    in row strips of at most this many output pixels (:mod:`lsegrt.model.strips`)."""
+    ``channels_last``: a ResNet's maps between the pieces are channels-last (same values)."""
     sc = encoder.scratch
     projects = (sc.layer1_rn, sc.layer2_rn, sc.layer3_rn, sc.layer4_rn)
     units = (sc.refinenet1.resConfUnit1, sc.refinenet2.resConfUnit1, sc.refinenet3.resConfUnit1, None)
@@ -172,6 +162,5 @@ def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32,
                          for k in range(4))
         posts = (bb.act_postprocess1, bb.act_postprocess2, bb.act_postprocess3, bb.act_postprocess4)
         patch = trunk.patch_embed.proj.stride[0]
-    branches = tuple(_Branch(p, c, u, strip_pixels if k < 3 else 0)
-                     for k, (p, c, u) in enumerate(zip(posts, projects, units)))
+    branches = tuple(_Branch(p, c, u) for p, c, u in zip(posts, projects, units))
     return SplitEncoder(segments, branches, _Tail(sc), _Finish(sc), patch)
