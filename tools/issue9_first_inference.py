@@ -47,6 +47,9 @@ def main() -> int:
     p.add_argument("--engine")
     p.add_argument("--device", default="cuda")
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--time-iters", type=int, default=0,
+                   help="after the third call, time this many more (CUDA events on a GPU): median ms, so that a "
+                        "saved build's speed is compared with a live compile's in the same call")
     p.add_argument("--text-tower", action="store_true",
                    help="build the model's CLIP text tower with the model (as lsegrt did before it was built on "
                         "first use; imports open_clip), for an A/B of that change")
@@ -96,6 +99,19 @@ def main() -> int:
         if prof is not None:
             prof.disable()
             profiles["first call"], prof = prof, None
+    timed = []
+    for _ in range(args.time_iters):
+        if y.is_cuda:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            enc(x)
+            end.record()
+            end.synchronize()
+            timed.append(begin.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            enc(x)
+            timed.append(1e3 * (time.perf_counter() - t))
     if profiles:
         import io
         import pstats
@@ -113,7 +129,13 @@ def main() -> int:
               "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
               "seconds_since_process_start": steps,
               "counters": {"inductor": {k: v for k, v in counters["inductor"].items() if "cache" in k},
-                           "aot_autograd": dict(counters["aot_autograd"])}}
+                           "aot_autograd": dict(counters["aot_autograd"]),
+                           "dynamo_cache": dict(counters["dynamo_cache"])},
+              # the same input in every mode: equal sums mean the same output (as far as a sum can tell)
+              "output_sums": [float(y.double().sum()), float(y.double().abs().sum())]}
+    if timed:
+        timed.sort()
+        result["time_ms"] = {"iters": len(timed), "median": round(timed[len(timed) // 2], 4), "min": round(timed[0], 4)}
     line = json.dumps(result)
     print(line)
     if args.json:

@@ -37,7 +37,8 @@
 #                    instead of random weights (what a user with a real checkpoint does); FIRST_FRESH_TRITON=1:
 #                    each process with an empty Triton cache as well (a machine new to the build); also writes
 #                    first9_V_profile.txt (cProfile of a third saved-build run: load, first call); Python bytecode
-#                    cached under /tmp/pyc unless FIRST_NO_PYC=1                       [~1 min; +40 s cold]
+#                    cached under /tmp/pyc unless FIRST_NO_PYC=1; FIRST_TIME_ITERS=N: each process then times
+#                    N more calls (median ms: a saved build's speed against the cold compile's) [~1 min; +40 s cold]
 #
 # The profile phases share the build's Inductor cache (/tmp/ind9_main), so after first:V the
 # whole-model compile at 384 is a cache hit; the saved-build and cold runs get empty caches of their own.
@@ -123,7 +124,9 @@ print(' '.join(f'{k}={str(not v).lower()}' for k, v in FAST.items()))"); do
       [ "${FIRST_COLD:-0}" = 1 ] && modes="$modes cold"
       for mode in cold saved again text text2 profiled; do echo '{}' > /tmp/first9/$mode.json; done
       for mode in $modes; do
-        eng="--engine /tmp/first9/$v.compiled"; [ $mode = cold ] && eng=""
+        eng="--engine /tmp/first9/$v.compiled"; cand=$FIRST_CAND
+        # cold: a live compile (dynamo_cache is for saved builds only)
+        [ $mode = cold ] && eng="" && cand=${FIRST_CAND//--option dynamo_cache=true/}
         prof=""; [ $mode = profiled ] && prof="--profile $OUT/first9_${v}_profile.txt"
         [ ${mode%2} = text ] && prof="--text-tower"
         dev=${DEV#--device }; dev=${dev:-cuda}
@@ -132,7 +135,8 @@ print(' '.join(f'{k}={str(not v).lower()}' for k, v in FAST.items()))"); do
         tc=""; [ "${FIRST_FRESH_TRITON:-0}" = 1 ] && tc="TRITON_CACHE_DIR=/tmp/ind9_$mode/triton"
         # FlashAttention-4's kernel cache empty as well: its kernels come from the build's zip, or are compiled
         env $tc FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=/tmp/ind9_$mode/fa4 TORCHINDUCTOR_CACHE_DIR=/tmp/ind9_$mode timeout 400 $PY tools/issue9_first_inference.py $SRC \
-          --precision $PREC $CG $FIRST_CAND --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" $prof 2>&1 | tail -1
+          --precision $PREC $CG $cand --size $FSIZE --device "$dev" $eng --json "/tmp/first9/$mode.json" $prof \
+          --time-iters ${FIRST_TIME_ITERS:-0} 2>&1 | tail -1
       done
       $PY -c "import json,sys; n=('cold','saved','again','text','text2','profiled','build_sidecar'); d={k: json.load(open(f)) for k, f in zip(n, sys.argv[1:8])}; d['modes']=sys.argv[9].split(); open(sys.argv[8],'w').write(json.dumps(d, indent=1))" \
         /tmp/first9/cold.json /tmp/first9/saved.json /tmp/first9/again.json /tmp/first9/text.json \

@@ -261,8 +261,9 @@ def _stage_runner(model, cand: Candidate, device: torch.device, groups: int, hei
         from .model.vit import pos_cache_trunks
 
         opts = CompileOptions.parse(cand.options, model.config.backbone, device, cand.precision)
-        # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot
-        opts = dataclasses.replace(opts, overlap=False)
+        # stage by stage each stage runs alone: the kernel switches apply, the side stream cannot; and stages are
+        # compiled live (Dynamo's saved-build caching drops the identity guards that keep stages of one class apart)
+        opts = dataclasses.replace(opts, overlap=False, dynamo_cache=False)
         served = served_module(model, cand.precision, device, opts)
         for trunk in pos_cache_trunks(served):  # as the backend's call does before the whole model
             trunk.cache_pos_embed(height, width)

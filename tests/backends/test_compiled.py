@@ -92,10 +92,12 @@ def saved_build(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("compiled"))
 
 
-def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict, tol: float = 1e-4) -> dict:
+def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict, tol: float = 1e-4,
+                                   other_shape: bool = False) -> dict:
     """Open the saved build in a new process with an empty Inductor cache, so that graphs and C++ kernels
     can only come from the saved files; run one call; its counters, error and first-call seconds. Every
-    kernel library in that cache afterwards must be one the build saved: no kernel was compiled."""
+    kernel library in that cache after it must be one the build saved: no kernel was compiled.
+    ``other_shape``: then a shape the build does not hold, compiled in that process (its error checked)."""
     import zipfile
 
     fresh = tmp / "inductor-load"
@@ -110,19 +112,25 @@ def _first_call_in_a_fresh_process(out: Path, tmp: Path, options: dict, tol: flo
         y = enc(x)
         first_s = time.perf_counter() - t
         err = float((y - model.encode_image(x)).abs().max())
-        print(json.dumps({{"first_s": first_s, "err": err, "inductor": dict(counters["inductor"]),
-                          "aot": dict(counters["aot_autograd"]), "engine": enc.describe().get("engine")}}))
+        first = {{"first_s": first_s, "err": err, "inductor": dict(counters["inductor"]),
+                 "aot": dict(counters["aot_autograd"]), "dynamo_cache": dict(counters["dynamo_cache"]),
+                 "engine": enc.describe().get("engine")}}
+        first["libs"] = [p.relative_to({str(fresh)!r}).as_posix() for p in __import__("pathlib").Path({str(fresh)!r}).rglob("*.so")]
+        if {other_shape!r}:  # not in the build: traced and compiled here, after the build's code was installed
+            x2 = torch.randn(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))
+            first["err_other_shape"] = float((enc(x2) - model.encode_image(x2)).abs().max())
+        print(json.dumps(first))
     """)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(fresh)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["err"] < tol and result["engine"] == str(out)
-    assert result["aot"].get("autograd_cache_miss", 0) == 0 and result["inductor"].get("fxgraph_cache_miss", 0) == 0
+    assert result.get("err_other_shape", 0) < tol
     assert (fresh / "aotautograd").exists() or (fresh / "fxgraph").exists()  # populated from the file
     with zipfile.ZipFile(out.with_name(out.name + ".cpp-kernels.zip")) as zf:
         saved = set(zf.namelist())
-    libs = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*.so")}
+    libs = set(result["libs"])
     # the only libraries built here: Inductor's probes of which vector ISA this CPU runs (marked
     # `.load_ok`), which must be this machine's own, never a build's
     probes = {p.relative_to(fresh).as_posix().removesuffix(".load_ok") for p in fresh.rglob("*.so.load_ok")}
@@ -139,6 +147,7 @@ def test_saved_build_records_what_it_was_built_for(saved_build):
     assert req["torch"] == torch.__version__ and req["device_type"] == "cpu" and req["shapes"] == [[1, 64, 64]]
     assert req["checkpoint_sha256"] == lsegrt.random_model("vit_tiny").sha256
     assert req["options"]["freezing"] is False and req["options"]["mode"] == "default"
+    assert req["options"]["dynamo_cache"] is True and side["info"]["artifacts"]["precompile"] == 1
     assert info["artifact_bytes"] == out.stat().st_size and saved_build_intact(out)
     kernels = out.with_name(out.name + ".cpp-kernels.zip")  # the CPU's C++ kernels, bound like the file
     assert info["cpp_kernels"] >= 1 and side["contents"]["data_files"][kernels.name]["bytes"] == kernels.stat().st_size
@@ -146,10 +155,24 @@ def test_saved_build_records_what_it_was_built_for(saved_build):
 
 
 @pytest.mark.slow
-def test_saved_build_runs_in_a_fresh_process_without_recompiling(saved_build, tmp_path):
-    result = _first_call_in_a_fresh_process(saved_build, tmp_path, {})
-    hits = result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0)
-    assert hits >= 1, result
+def test_saved_build_runs_in_a_fresh_process_without_tracing_or_recompiling(saved_build, tmp_path):
+    """Dynamo's traced code comes from the file (dynamo_cache, a saved build's default): the first call neither
+    traces (no AOTAutograd lookup at all) nor compiles; a shape the build lacks still compiles there."""
+    result = _first_call_in_a_fresh_process(saved_build, tmp_path, {}, other_shape=True)
+    assert result["dynamo_cache"] == {"dynamo_cache_hit": 1}, result
+    assert result["aot"].get("total", 0) == 0 and not result["inductor"].get("fxgraph_cache_miss"), result
+
+
+@pytest.mark.slow
+def test_saved_build_without_dynamo_cache_loads_the_compiler_caches(tmp_path):
+    """dynamo_cache=false: Dynamo traces in the new process, and every graph comes from the file's caches."""
+    (tmp_path / "build").mkdir()
+    out = _build(tmp_path / "build", "--option", "dynamo_cache=false")
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["request"]["options"]["dynamo_cache"] is False and side["info"]["artifacts"]["precompile"] == 0
+    result = _first_call_in_a_fresh_process(out, tmp_path, {"dynamo_cache": False})
+    assert not result["dynamo_cache"] and result["aot"].get("autograd_cache_miss", 0) == 0, result
+    assert result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0) >= 1, result
 
 
 @pytest.mark.slow
@@ -159,8 +182,9 @@ def test_saved_fast_build_loads_every_piece_in_a_fresh_process(tmp_path):
     out = _build(tmp_path / "build", "--option", "fast=true")
     side = json.loads(Path(str(out) + ".json").read_text())
     assert side["request"]["options"]["overlap"] is True and side["info"]["artifacts"]["inductor"] >= 5
-    result = _first_call_in_a_fresh_process(out, tmp_path, {"fast": True})
-    assert result["aot"].get("autograd_cache_hit", 0) >= 5, result  # one per distinct piece graph
+    assert side["info"]["artifacts"]["precompile"] == 10  # each piece's traced code, under its own name
+    result = _first_call_in_a_fresh_process(out, tmp_path, {"fast": True}, other_shape=True)
+    assert result["dynamo_cache"] == {"dynamo_cache_hit": 10} and result["aot"].get("total", 0) == 0, result
 
 
 @pytest.mark.slow
@@ -172,7 +196,7 @@ def test_saved_flash4_build_loads_in_a_fresh_process(tmp_path):
     side = json.loads(Path(str(out) + ".json").read_text())
     assert side["request"]["options"]["flash4"] is True and side["request"]["precision"] == "bf16"
     result = _first_call_in_a_fresh_process(out, tmp_path, {"flash4": True, "precision": "bf16"}, tol=0.1)
-    assert result["aot"].get("autograd_cache_hit", 0) + result["inductor"].get("fxgraph_cache_hit", 0) >= 1
+    assert result["dynamo_cache"] == {"dynamo_cache_hit": 1} and result["aot"].get("total", 0) == 0, result
 
 
 @pytest.mark.slow
@@ -270,3 +294,19 @@ def test_a_build_carries_flash4s_kernels_and_opening_it_puts_them_back(fake_flas
     with pytest.raises(LsegError, match="flash4-kernels.zip is not the file its sidecar"):
         lsegrt.Encoder.open("compile", checkpoint=model, engine=out, precision="fp32")
     assert not kernel.exists()
+
+
+@pytest.mark.slow
+def test_an_opened_build_keeps_other_encoders_of_its_code_out_until_closed(saved_build):
+    """A build's installed code would run for any encoder of the same code objects: one with other options is
+    refused while the build is open, and welcome once it is closed."""
+    model = lsegrt.random_model("vit_tiny")
+    enc = lsegrt.Encoder.open("compile", checkpoint=model, engine=saved_build)
+    twin = lsegrt.Encoder.open("compile", checkpoint=model, engine=saved_build)  # the same request: allowed
+    with pytest.raises(LsegError, match="runs a saved build's traced code"):
+        lsegrt.Encoder.open("compile", checkpoint=model, fold=True)
+    enc.close()
+    with pytest.raises(LsegError, match="runs a saved build's traced code"):  # the twin still runs it
+        lsegrt.Encoder.open("compile", checkpoint=model, fold=True)
+    twin.close()
+    lsegrt.Encoder.open("compile", checkpoint=model, fold=True).close()

@@ -93,10 +93,11 @@ stock compile + CUDA graph vs the option in the same run; docs/BENCHMARKS.md):
 compiler caches of an earlier compilation (``torch.compiler.save_cache_artifacts``, with the Triton
 kernels; the native libraries the compilers built, a CPU's C++ kernels and Triton's kernel launchers, in
 zips beside the file: :mod:`.compiled_libraries`) are loaded before the first call, so a new process skips
-Inductor compilation, kernel compilation, launcher builds and GEMM autotuning. What remains is Dynamo
-tracing the model and loading the kernels, and Triton compiling lsegrt's own kernels (not in the build;
-under a second): ViT-L/16 ``fast`` at 384², 5.0–7.0 s from opening the build to the first output,
-8.8–12.4 s from process start (H100, bytecode cached; docs/BENCHMARKS.md).
+Inductor compilation, kernel compilation, launcher builds and GEMM autotuning; with ``dynamo_cache`` (a
+saved build's default, :mod:`.dynamo_cache`) Dynamo's traced code is in the build too and nothing is traced.
+What remains is loading the compiled code and kernels, and Triton compiling lsegrt's own kernels (not in
+the build; under a second): ViT-L/16 ``fast`` at 384², ``Encoder.open`` + first call 5.1–6.1 s on a host
+where it took 12.8 s without the traced code (H100, bytecode cached; docs/BENCHMARKS.md).
 The sidecar binds the files to the checkpoint, precision, options, torch/Triton versions and GPU, and to their
 bytes; any difference is refused.
 """
@@ -106,6 +107,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,7 @@ from ..model.attention import FLASH4_PACKAGE, HALF_DTYPES, flash4_available
 from ..model.quack_gemm import QUACK_PACKAGE, quack_available
 from ..model.vit import pos_cache_trunks
 from . import compiled_libraries as libs
+from . import dynamo_cache as traced
 from .base import DTYPES, Encoder, Option, check_precision
 from .common import encoder_module, resolve_model, tf32_description, tf32_scope
 
@@ -237,6 +240,10 @@ class CompileOptions:
     quack_qkv: bool | None = _option(bool, "ViT qkv projection (fp16/bf16, from 4,097 rows) by quack's CuTe-DSL GEMM "
                                      "(package quack-kernels, with flash-attn-4; Hopper) instead of cuBLAS's",
                                      stock=False, switch=True)
+    dynamo_cache: bool | None = _option(bool, "a saved build also carries Dynamo's traced code and guards "
+                                        "(torch's caching precompile): a new process opening it skips tracing "
+                                        "the model (default: on for a saved build where torch has it, unless it "
+                                        "runs Inductor's own CUDA graphs; never for a live compile)", stock=False)
     fast: bool = _option(bool, "the options measured faster on an H200 or H100: "
                          + ", ".join(k if v is True else f"{k}={str(v).lower()}" for k, v in FAST.items())
                          + " (each unless set; pos_cache, flash4 and deconv_gemm for a ViT only, flash4 in fp16/bf16 "
@@ -258,11 +265,12 @@ class CompileOptions:
 
     @classmethod
     def parse(cls, options: dict[str, Any], backbone: str | None = None, device: torch.device | str | None = None,
-              precision: str | None = None) -> "CompileOptions":
+              precision: str | None = None, saved: bool = False) -> "CompileOptions":
         """Options as given to :meth:`Encoder.open` → validated; unknown keys and bad values refused.
         ``backbone`` (the model's, "vit" or "resnet"; None: validation only) picks what ``fast`` fills in:
         a ResNet's bundle leaves out :data:`FAST_VIT_ONLY`; ``device`` and ``precision`` whether it fills
-        ``flash4`` (:func:`flash4_in_fast`)."""
+        ``flash4`` (:func:`flash4_in_fast`). ``saved``: for a saved build (made or opened), where an unset
+        ``dynamo_cache`` is on wherever this torch has it."""
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
             raise LsegError(f"unknown option(s) for the compile backend: {', '.join(unknown)}; "
@@ -286,6 +294,15 @@ class CompileOptions:
             if flash4:  # FA4 over all 4,097 keys (1024²) beat FA4 over 4,096 plus the class key's merge kernel
                 fill["cls_key_apart"] = False
             parsed = dataclasses.replace(parsed, **{k: v for k, v in fill.items() if getattr(parsed, k) is None})
+        inductor_graphs = parsed.overlap is not True and (
+            parsed.mode in ("reduce-overhead", "max-autotune") or (parsed.mode is None and parsed.cuda_graph))
+        if parsed.dynamo_cache is None and saved and traced.supported() and not inductor_graphs:
+            parsed = dataclasses.replace(parsed, dynamo_cache=True)
+        if parsed.dynamo_cache and inductor_graphs:
+            raise LsegError("option dynamo_cache=true: Inductor's own CUDA graphs (mode reduce-overhead or max-autotune, "
+                            "--cuda-graph without overlap) are not restored from Dynamo's saved code (a stock build "
+                            "ran at 5.6-6.2 ms instead of 2.45 at 384², H100): leave it unset, or add "
+                            "--option overlap=true (lsegrt's own CUDA graph)")
         if parsed.overlap:
             if parsed.dynamic:
                 raise LsegError("option overlap=true captures one CUDA graph per input shape: it cannot be dynamic")
@@ -301,6 +318,8 @@ class CompileOptions:
                             "maps: it needs channels_last=true")
         if parsed.upsample_norm and not parsed.fold:
             raise LsegError("option upsample_norm=true moves fold's merged head: it needs fold=true")
+        if parsed.dynamo_cache and not traced.supported():
+            raise LsegError(f"option dynamo_cache=true: torch {torch.__version__}'s Dynamo has no caching precompile")
         if parsed.pdl and not pdl_supported():
             raise LsegError(f"option pdl=true: torch {torch.__version__}'s Inductor has no PDL support")
         return parsed.resolved()
@@ -468,17 +487,22 @@ def served_module(model, precision: str, device: torch.device, options: CompileO
     return set_switches(encoder_module(model, precision, device, private=private), options)
 
 
-def compile_module(module: torch.nn.Module, options: CompileOptions, device: torch.device | None = None):
+def compile_module(module: torch.nn.Module, options: CompileOptions, device: torch.device | None = None, *,
+                   retrace: bool = False):
     """``torch.compile`` of ``module`` with ``options`` (whole graph; stock settings use ``mode=`` alone).
-    With ``overlap``, ``module`` (a CastEncoder) is cut at its taps and served by an :class:`OverlapGraph`."""
+    With ``overlap``, ``module`` (a CastEncoder) is cut at its taps and served by an :class:`OverlapGraph`.
+    ``retrace`` (a build with ``dynamo_cache``): traced code an earlier build saved for these modules is
+    removed first (:func:`.dynamo_cache.forget`)."""
     if options.overlap:
         from ..model.branches import split_encoder
         from .overlap import OverlapGraph
 
         piece = dataclasses.replace(options, overlap=False, cuda_graph=False, branch_priority=False)
         split = split_encoder(module.encoder, module.dtype, channels_last=bool(options.channels_last))
-        return OverlapGraph(split, lambda m: compile_module(m, piece), device or torch.device("cpu"),
+        return OverlapGraph(split, lambda m: compile_module(m, piece, retrace=retrace), device or torch.device("cpu"),
                             priority=bool(options.branch_priority))
+    if retrace:
+        traced.forget(module)
     inductor = options.inductor_options()
     if inductor is None:
         return torch.compile(module, mode=options.effective_mode, dynamic=options.dynamic, fullgraph=True)
@@ -501,7 +525,7 @@ def call_scope(options: CompileOptions):
     limits = cfg.patch(recompile_limit=max(cfg.recompile_limit, RECOMPILE_LIMIT),
                        accumulated_recompile_limit=max(cfg.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT))
     with tf32_scope(options.tf32), cudnn_benchmark_scope(options.cudnn_benchmark), sdpa_scope(options.sdpa), \
-            limits:
+            limits, traced.scope(options.dynamo_cache):
         yield
 
 
@@ -526,16 +550,43 @@ class CompiledEncoder(Encoder):
         self.engine = engine
         served = served_module(model, precision, self.device, self.options)
         self.pos_trunks = pos_cache_trunks(served)
-        self.module = compile_module(served, self.options, self.device)
+        # before anything is compiled: traced code a build installs runs for every encoder of its code objects
+        installs = bool(self.options.dynamo_cache) and engine is not None
+        release = traced.claim(traced.family(bool(self.options.overlap)),
+                               traced.request_key(build_request(model, precision, self.device, self.options)), installs)
+        # an opened build's traced code is installed here, its guards built under the inference mode of the calls
+        # (torch 2.11 rebuilds a tensor guard's dispatch keys from the thread's state at install: installed
+        # outside inference mode, every guard failed and the model was traced again)
+        with traced.scope(self.options.dynamo_cache), torch.inference_mode(installs):
+            self.module = compile_module(served, self.options, self.device,
+                                         retrace=bool(self.options.dynamo_cache) and engine is None)
+        installed = []
+        if installs:
+            traced.skip_installed_names()
+            installed = traced.packages(self.compiled_wrappers())
+        # on close, or when the encoder is collected unclosed (not at interpreter exit): the claim goes, and the
+        # traced code with the last encoder of its request
+        self._forget = weakref.finalize(self, release, installed)
+        self._forget.atexit = False
 
     @classmethod
     def create(cls, *, checkpoint=None, engine=None, device="cpu", precision="fp32", variant=None, **options):
         CompileOptions.parse(options)  # bad options fail before a model is built
         model = resolve_model(checkpoint, device, variant)
-        opts = CompileOptions.parse(options, model.config.backbone, device, precision)
-        if engine is not None:
+        opts = CompileOptions.parse(options, model.config.backbone, device, precision, saved=engine is not None)
+        if engine is None:
+            if opts.dynamo_cache:
+                raise LsegError("option dynamo_cache=true serves Dynamo's traced code from a saved build: build one "
+                                "(lsegrt build --backend compile --option dynamo_cache=true) and open it with engine=")
+            return cls(model, device, precision, opts)
+        # the build's traced code goes into torch's folder and is read back when the module is wrapped
+        with traced.folder_lock(opts.dynamo_cache):
             load_saved_build(engine, model, precision, device, opts)
-        return cls(model, device, precision, opts, Path(engine) if engine is not None else None)
+            return cls(model, device, precision, opts, Path(engine))
+
+    def close(self) -> None:
+        self._forget()
+        super().close()
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -547,6 +598,11 @@ class CompiledEncoder(Encoder):
         # CUDA-graph outputs live in a pool that the next replay overwrites: hand the caller its own copy
         # (an OverlapGraph's output already is the caller's own: its last kernel runs after the graph)
         return out.clone() if self.cuda_graph and not self.options.overlap else out
+
+    def compiled_wrappers(self) -> list:
+        """The ``torch.compile`` wrappers this encoder calls (``overlap``: one per piece)."""
+        m = self.module
+        return [*m.segments, *m.branches, m.tail, m.finish] if self.options.overlap else [m]
 
     def describe(self):
         info = {**super().describe(), "model": self.model.source, "mode": self.mode, "dynamic": self.dynamic,
@@ -599,14 +655,15 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
     from ..sidecar import publish, staging
 
     device = torch.device(device)
-    opts = CompileOptions.parse(options or {}, model.config.backbone, device, precision)
+    opts = CompileOptions.parse(options or {}, model.config.backbone, device, precision, saved=True)
     path = check_output_path(path)
     shapes = [tuple(int(v) for v in s) for s in shapes]
     for b, h, w in shapes:
         if b < 1 or h % 32 or w % 32 or h < 32 or w < 32:
             raise LsegError(f"build shape {b}x{h}x{w}: batch ≥ 1, H and W positive multiples of 32")
     request = request or build_request(model, precision, device, opts, shapes)
-    enc = CompiledEncoder(model, device, precision, opts)
+    with traced.folder_lock(opts.dynamo_cache):  # wrapping reads the folder: nothing stale, nobody writing
+        enc = CompiledEncoder(model, device, precision, opts)
     start = time.perf_counter()
     per_shape = []
     gen = torch.Generator(device).manual_seed(0)
@@ -619,12 +676,18 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             per_shape.append({"shape": [b, h, w], "compile_seconds": round(time.perf_counter() - t0, 2)})
-        saved = torch.compiler.save_cache_artifacts()
+        with traced.scope(opts.dynamo_cache), traced.folder_lock(opts.dynamo_cache):
+            saved = torch.compiler.save_cache_artifacts()  # with dynamo_cache, also into torch's folder
+    pieces = len(enc.compiled_wrappers())
     enc.close()
     if saved is None:
         raise LsegError("torch.compile produced no cache artifacts to save (are Inductor's caches disabled, "
                         "e.g. TORCHINDUCTOR_FORCE_DISABLE_CACHES=1?)")
     blob, cache_info = saved
+    counts = _artifact_counts(cache_info)
+    if opts.dynamo_cache and counts.get("precompile", 0) != pieces:
+        raise LsegError(f"torch {torch.__version__} saved the traced code of {counts.get('precompile', 0)} of the "
+                        f"{pieces} compiled modules: build without dynamo_cache")
     libraries = libs.loaded()
     with staging(path) as stage:
         staged = stage / path.name
@@ -636,7 +699,7 @@ def build_compiled(model, path: str | Path, *, precision: str = "fp16", device: 
                 libs.write(zipped, found)
         info = {"shapes": [s["shape"] for s in per_shape], "compile": per_shape,
                 "build_seconds": round(time.perf_counter() - start, 2), "artifact_bytes": staged.stat().st_size,
-                "artifacts": _artifact_counts(cache_info), "cpp_kernels": len(libraries[libs.CPP_KERNELS]),
+                "artifacts": counts, "cpp_kernels": len(libraries[libs.CPP_KERNELS]),
                 "triton_launchers": len(libraries[libs.TRITON_LAUNCHERS]),
                 "flash4_kernels": len(libraries[libs.FLASH4_KERNELS]), "cuda": torch.version.cuda}
         # the sidecar's contents record the file's size and sha256: nothing else needs to repeat them
@@ -690,7 +753,8 @@ def load_saved_build(engine, model, precision: str, device, options: CompileOpti
     for name in sidecar.get("contents", {}).get("data_files", {}):  # each verified with the sidecar
         if (kind := libs.kind_of(name)) is not None:
             libs.restore(Path(engine).with_name(name), kind, torch.device(device))
-    result = torch.compiler.load_cache_artifacts(Path(engine).read_bytes())
+    with traced.scope(options.dynamo_cache):
+        result = torch.compiler.load_cache_artifacts(Path(engine).read_bytes())
     if result is None:
         raise LsegError(f"saved build {Path(engine).name} could not be read by torch {torch.__version__}; "
                         "rebuild it with `lsegrt build --backend compile`")

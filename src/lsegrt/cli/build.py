@@ -146,7 +146,7 @@ def _build_compile(args, model) -> Path:
 
     device = torch.device(args.device)
     options = backend_options(args)
-    opts = CompileOptions.parse(options, model.config.backbone, device, args.precision)
+    opts = CompileOptions.parse(options, model.config.backbone, device, args.precision, saved=True)
     shapes = [list(s) for s in dict.fromkeys(args.shape or [(1, 384, 384)])]
     request = build_request(model, args.precision, device, opts, shapes)
     out = _out_path(args, request, (".compiled",))

@@ -19,6 +19,8 @@ does, so running them in order computes exactly what the encoder computes (teste
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 
 import torch
@@ -112,6 +114,34 @@ class _Finish(nn.Module):
         return as_unit_vectors(self.head1(self.out_conv(x)), self.normalized)
 
 
+def _numbered(base: type[nn.Module], count: int = 4) -> tuple[type[nn.Module], ...]:
+    """``count`` subclasses of ``base`` (``<base>_1`` …), each with a ``forward`` that is a code object of its
+    own, made once at import and kept in this module under their names.
+
+    Dynamo keeps what it traced of a function on the function's code object, and its saved form (caching
+    precompile, a saved build's ``dynamo_cache``) is keyed by the function's qualified name, under which a new
+    process finds the code again: four segments sharing one ``forward`` collided there (their traced code
+    installed four times on one code object). The same source, so the same computation."""
+    shared = base.forward
+    classes = []
+    for k in range(1, count + 1):
+        name = f"{base.__name__}_{k}"
+        code = (shared.__code__.replace(co_qualname=f"{name}.forward") if sys.version_info >= (3, 11)
+                else shared.__code__.replace(co_name=f"forward_{k}"))  # a new object either way
+        forward = types.FunctionType(code, shared.__globals__, "forward", shared.__defaults__)
+        forward.__qualname__ = f"{name}.forward"
+        cls = type(name, (base,), {"forward": forward, "__module__": __name__, "__qualname__": name,
+                                   "__doc__": base.__doc__})
+        globals()[name] = cls
+        classes.append(cls)
+    return tuple(classes)
+
+
+_VIT_SEGMENTS = _numbered(_ViTSegment)
+_RESNET_SEGMENTS = _numbered(_ResNetSegment)
+_BRANCHES = _numbered(_Branch)
+
+
 @dataclass(frozen=True)
 class SplitEncoder:
     """Four backbone segments (segment k: previous tap → tap k, the first from the float32 image), four
@@ -151,16 +181,16 @@ def split_encoder(encoder: ImageEncoder, dtype: torch.dtype = torch.float32,
     bb = encoder.pretrained
     if isinstance(bb, ResNetBackbone):
         layers = (bb.layer1, bb.layer2, bb.layer3, bb.layer4)
-        segments = tuple(_ResNetSegment(layer, dtype if k == 0 else None, channels_last and k == 0)
+        segments = tuple(_RESNET_SEGMENTS[k](layer, dtype if k == 0 else None, channels_last and k == 0)
                          for k, layer in enumerate(layers))
         posts: tuple = (None,) * 4
         patch = None
     else:
         trunk = bb.model
         bounds = (-1, *trunk.taps)
-        segments = tuple(_ViTSegment(trunk, bounds[k] + 1, bounds[k + 1], dtype if k == 0 else None)
+        segments = tuple(_VIT_SEGMENTS[k](trunk, bounds[k] + 1, bounds[k + 1], dtype if k == 0 else None)
                          for k in range(4))
         posts = (bb.act_postprocess1, bb.act_postprocess2, bb.act_postprocess3, bb.act_postprocess4)
         patch = trunk.patch_embed.proj.stride[0]
-    branches = tuple(_Branch(p, c, u) for p, c, u in zip(posts, projects, units))
+    branches = tuple(_BRANCHES[k](p, c, u) for k, (p, c, u) in enumerate(zip(posts, projects, units)))
     return SplitEncoder(segments, branches, _Tail(sc), _Finish(sc), patch)
