@@ -96,10 +96,23 @@ def test_forget_removes_what_an_earlier_build_left_for_a_module(tmp_path, monkey
     traced.forget(module)  # nothing there: fine
 
 
-def test_folder_lock_is_reentrant_in_a_thread(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    with traced.folder_lock(True), traced.folder_lock(True):
-        assert (traced.folder() / ".lsegrt.lock").exists()
+def test_folder_lock_is_reentrant_in_a_thread_and_excludes_another(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("LSEGRT_CACHE", str(tmp_path / "lsegrt"))
+    entered = threading.Event()
+
+    def other():
+        with traced.folder_lock(True):
+            entered.set()
+
+    with traced.folder_lock(True), traced.folder_lock(True):  # nested in one thread: taken once
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not entered.wait(0.5)  # another thread waits while this one holds it
+    thread.join(5)
+    assert entered.is_set()
     with traced.folder_lock(False):
         pass
 
@@ -126,3 +139,18 @@ def test_dropped_guard_warnings_are_quiet_only_for_that_message(caplog):
             log.warning("something else")
     assert [r.getMessage() for r in caplog.records if r.name == "torch._dynamo.guards"] == ["something else"]
     assert torch._dynamo.config.caching_precompile is False
+
+
+def test_an_encoder_dropped_unclosed_does_not_hold_its_claim(tmp_path):
+    """A live compile encoder in a reference cycle, dropped without close: the claim waits for the cycle collector,
+    which a conflicting claim runs before refusing."""
+    import gc
+
+    enc = lsegrt.Encoder.open("compile", variant="vit_tiny")  # claims the whole-model family, not installing
+    enc.cycle = enc
+    del enc
+    gc.disable()
+    try:
+        traced.claim(traced.family(False), "another request", installs=True)([])
+    finally:
+        gc.enable()

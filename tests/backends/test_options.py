@@ -70,7 +70,7 @@ def test_values_from_the_command_line_are_typed():
                    "patch_gemm": None, "gelu_epilogue": None, "fold": None,
                    "cls_key_apart": None, "upsample_norm": None, "pos_cache": None, "shape_padding": None,
                    "pdl": None, "deconv_gemm": None, "cudnn_benchmark": None, "flash4": None, "quack_qkv": None,
-                   "fast": False}
+                   "dynamo_cache": None, "fast": False}
     got = OnnxRuntimeEncoder.check_options({"providers": "CPUExecutionProvider", "threads": "2"})
     assert got["providers"] == ["CPUExecutionProvider"] and got["threads"] == 2 and got["opset"] == 17
 
@@ -122,7 +122,7 @@ def test_a_shared_option_set_goes_to_the_backends_that_declare_it():
     assert options_for("tensorrt", given, sweep) == {"cuda_graph": True, "tf32": False}
     with pytest.raises(LsegError, match="unknown option foo for torch, compile; their options are: autotune, "
                                         "branch_priority, channels_last, cls_key_apart, coordinate_descent, cuda_graph, "
-                                        "cudnn_benchmark, deconv_gemm, dynamic, fast, flash4, fold, freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, "
+                                        "cudnn_benchmark, deconv_gemm, dynamic, dynamo_cache, fast, flash4, fold, freezing, gelu_epilogue, mode, overlap, patch_gemm, pdl, "
                                         "pos_cache, quack_qkv, readout_split, sdpa, shape_padding, tf32, "
                                         "upsample_norm, variant, weights_channels_last"):
         options_for("torch", {"foo": 1}, ["torch", "compile"])

@@ -25,14 +25,15 @@ What that mechanism does, and what this module adds so that a build stays bound 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import re
-import sys
 import shutil
+import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,8 +42,6 @@ from ..errors import LsegError
 
 # torch logs one warning per dropped guard (hundreds for ViT-L/16); the request binding is what replaces them
 _DROPPED = "is dropped with caching_precompile"
-_FOLDER_LOCK = threading.RLock()
-_HELD: list[bool] = []  # non-empty while the thread holding _FOLDER_LOCK holds the flock
 _USERS_LOCK = threading.Lock()
 # code family ("whole": the CastEncoder's forward, "pieces": overlap's pieces) → {(request key, installs): open encoders}
 _USERS: dict[str, Counter[tuple[str, bool]]] = {}
@@ -76,34 +75,13 @@ def folder() -> Path:
     return Path(DynamoCache.path_prefix())
 
 
-@contextlib.contextmanager
-def folder_lock(on: bool | None) -> Iterator[None]:
-    """Exclusive use of :func:`folder` by this thread and process (an ``flock`` on a file in it, where the OS has
-    one; nested uses in a thread take it once): between writing a build's traced code there and
-    ``torch.compile`` reading it back, nobody else writes."""
-    if not on:
-        yield
-        return
-    with _FOLDER_LOCK:
-        if _HELD:  # this thread holds it already (the RLock is reentrant, an flock from a second handle is not)
-            yield
-            return
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): one process at a time is the caller's to ensure
-            fcntl = None
-        path = folder()
-        path.mkdir(parents=True, exist_ok=True)
-        with open(path / ".lsegrt.lock", "a+b") as handle:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            _HELD.append(True)
-            try:
-                yield
-            finally:
-                _HELD.pop()
-                if fcntl is not None:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+def folder_lock(on: bool | None):
+    """Exclusive use of :func:`folder` (:func:`lsegrt.sidecar.engine_lock` on it: other processes and threads wait,
+    the holder may take it again): between writing a build's traced code there and ``torch.compile`` reading it
+    back, nobody else writes."""
+    from ..sidecar import engine_lock
+
+    return engine_lock(folder()) if on else contextlib.nullcontext()
 
 
 def key_of(forward: Callable) -> str:
@@ -165,9 +143,17 @@ def claim(code_family: str, key: str, installs: bool) -> Callable[[list], None]:
     closes (once), given the encoder's CompilePackages (:func:`packages`): the last installing encoder of a
     request to close takes the traced code off the code objects, so that no later encoder can run it."""
     entry = (key, installs)
+
+    def conflict() -> bool:
+        return any(other != key and (installs or other_installs) for other, other_installs in users)
+
     with _USERS_LOCK:
         users = _USERS.setdefault(code_family, Counter())
-        if any(other != key and (installs or other_installs) for other, other_installs in users):
+        clash = conflict()
+    if clash:  # an encoder the caller dropped without closing may only wait for the cycle collector
+        gc.collect()  # (outside the lock: its finalizer releases its claim)
+    with _USERS_LOCK:
+        if conflict():
             raise LsegError("this process already serves a compile encoder whose code differs from this one's, and "
                             "one of the two runs a saved build's traced code (dynamo_cache), which would run for "
                             "both: close the other first, open them in separate processes, or open the build with "
