@@ -154,3 +154,15 @@ def test_an_encoder_dropped_unclosed_does_not_hold_its_claim(tmp_path):
         traced.claim(traced.family(False), "another request", installs=True)([])
     finally:
         gc.enable()
+
+
+def test_an_encoder_that_fails_to_compile_leaves_no_claim(monkeypatch):
+    from lsegrt.backends import compiled
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("compile failed")
+
+    monkeypatch.setattr(compiled, "compile_module", fail)
+    with pytest.raises(RuntimeError, match="compile failed"):
+        lsegrt.Encoder.open("compile", variant="vit_tiny")
+    traced.claim(traced.family(False), "another request", installs=True)([])  # not refused

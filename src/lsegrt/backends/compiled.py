@@ -557,9 +557,13 @@ class CompiledEncoder(Encoder):
         # an opened build's traced code is installed here, its guards built under the inference mode of the calls
         # (torch 2.11 rebuilds a tensor guard's dispatch keys from the thread's state at install: installed
         # outside inference mode, every guard failed and the model was traced again)
-        with traced.scope(self.options.dynamo_cache), torch.inference_mode(installs):
-            self.module = compile_module(served, self.options, self.device,
-                                         retrace=bool(self.options.dynamo_cache) and engine is None)
+        try:
+            with traced.scope(self.options.dynamo_cache), torch.inference_mode(installs):
+                self.module = compile_module(served, self.options, self.device,
+                                             retrace=bool(self.options.dynamo_cache) and engine is None)
+        except BaseException:
+            release([])
+            raise
         installed = []
         if installs:
             traced.skip_installed_names()
@@ -577,7 +581,7 @@ class CompiledEncoder(Encoder):
         if engine is None:
             if opts.dynamo_cache:
                 raise LsegError("option dynamo_cache=true serves Dynamo's traced code from a saved build: build one "
-                                "(lsegrt build --backend compile --option dynamo_cache=true) and open it with engine=")
+                                "(lsegrt build --backend compile; on by default there) and open it with engine=")
             return cls(model, device, precision, opts)
         # the build's traced code goes into torch's folder and is read back when the module is wrapped
         with traced.folder_lock(opts.dynamo_cache):
